@@ -1,0 +1,224 @@
+//! `/api/v1/admin/users`: user administration, with the escalation rules.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::SecondsFormat;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::context::SharedContext;
+use super::cursor;
+use super::error::{ApiError, ApiResult};
+use super::extract::{Authenticated, Context, JsonBody};
+use super::query::QueryPairs;
+use crate::app::{create_user, users::whole_second_after, AppState, CreateUserError, NewUser};
+use crate::audit::{AuditEvent, Severity, Status};
+use crate::auth::Principal;
+use crate::config::SecretString;
+use crate::storage::{User, UserCursor};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/admin/users", get(list_users).post(create))
+        .route("/api/v1/admin/users/{id}", get(get_user).patch(update))
+}
+
+fn user_view(user: &User, now: chrono::DateTime<chrono::Utc>) -> Value {
+    json!({
+        "id": user.id.to_string(),
+        "username": user.username,
+        "roles": user.roles,
+        "disabled": user.disabled,
+        "locked": user.locked_until.is_some_and(|until| until > now),
+        "mfa_enabled": user.mfa_enabled,
+        "created_at": user.created_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+    })
+}
+
+impl From<CreateUserError> for ApiError {
+    fn from(error: CreateUserError) -> Self {
+        match error {
+            CreateUserError::Exists => ApiError::Conflict("username_taken", error.to_string()),
+            CreateUserError::Storage(storage) => storage.into(),
+            CreateUserError::Hashing(cause) => ApiError::Internal(cause),
+            other => ApiError::InvalidParameter(other.to_string()),
+        }
+    }
+}
+
+/// Nobody grants a permission they do not hold.
+fn check_can_grant(state: &AppState, principal: &Principal, roles: &[String]) -> ApiResult<()> {
+    let granted = state.auth.permissions_of(roles);
+    if principal.permissions.covers(&granted) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden("nobody can grant a permission they do not hold".into()))
+    }
+}
+
+async fn audit_user_change(state: &AppState, context: &SharedContext, principal: &Principal, event_type: &str, description: String) -> ApiResult<()> {
+    let mut event = AuditEvent::new(state.clock.now(), event_type, event_type, Status::Success, Severity::Medium)
+        .user(Some(principal.user_id.to_string()), principal.api_key_id.clone())
+        .description(description);
+    event.client_ip = Some(context.client_ip.to_string());
+    event.request_id = Some(context.request_id.clone());
+    state.audit.record_durable(event).await.map_err(|_| ApiError::AuditUnavailable)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateUserRequest {
+    username: String,
+    password: SecretString,
+    #[serde(default)]
+    roles: Option<Vec<String>>,
+}
+
+async fn create(State(state): State<AppState>, caller: Authenticated, Context(context): Context, JsonBody(body): JsonBody<CreateUserRequest>) -> ApiResult<Response> {
+    let principal = caller.require("users:admin")?;
+    let roles = body.roles.unwrap_or_else(|| vec!["user".into()]);
+    let known: Vec<String> = state.auth.roles().keys().cloned().collect();
+    if let Some(unknown) = roles.iter().find(|role| !known.contains(role)) {
+        return Err(ApiError::InvalidParameter(format!("unknown role `{}`", unknown.chars().take(64).collect::<String>())));
+    }
+    check_can_grant(&state, &principal, &roles)?;
+    let new = NewUser {
+        username: body.username,
+        password: body.password,
+        roles,
+    };
+    let user = create_user(&state.store, &known, new, state.clock.now()).await?;
+    audit_user_change(&state, &context, &principal, "user_created", format!("user {} created with roles {:?}", user.id, user.roles)).await?;
+    Ok((StatusCode::CREATED, Json(user_view(&user, state.clock.now()))).into_response())
+}
+
+async fn list_users(State(state): State<AppState>, caller: Authenticated, query: QueryPairs) -> ApiResult<Json<Value>> {
+    caller.require("users:admin")?;
+    query.only(&["limit", "cursor"])?;
+    let limit = query.limit(20)?;
+    let after: Option<UserCursor> = match query.single("cursor")? {
+        None => None,
+        Some(raw) => Some(cursor::decode(&state.cursor_key, "users", raw)?),
+    };
+    let mut users = state.store.list_users(after.as_ref(), limit + 1).await?;
+    let has_more = users.len() > limit as usize;
+    users.truncate(limit as usize);
+    let next_cursor = if has_more {
+        users.last().map(|last| {
+            cursor::encode(&state.cursor_key, "users", &UserCursor {
+                created_at: last.created_at,
+                id: last.id,
+            })
+        })
+    } else {
+        None
+    };
+    let now = state.clock.now();
+    Ok(Json(json!({
+        "items": users.iter().map(|user| user_view(user, now)).collect::<Vec<_>>(),
+        "next_cursor": next_cursor,
+    })))
+}
+
+async fn load_user(state: &AppState, raw_id: &str) -> ApiResult<User> {
+    let id = Uuid::parse_str(raw_id).map_err(|_| ApiError::NotFound("user not found".into()))?;
+    state
+        .store
+        .find_user(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("user not found".into()))
+}
+
+async fn get_user(State(state): State<AppState>, caller: Authenticated, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    caller.require("users:admin")?;
+    let user = load_user(&state, &id).await?;
+    Ok(Json(user_view(&user, state.clock.now())))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateUserRequest {
+    #[serde(default)]
+    roles: Option<Vec<String>>,
+    #[serde(default)]
+    disabled: Option<bool>,
+    #[serde(default)]
+    unlock: Option<bool>,
+}
+
+/// Whether `user` is an enabled holder of every permission (an administrator).
+fn is_active_admin(state: &AppState, user: &User) -> bool {
+    !user.disabled && state.auth.permissions_of(&user.roles).iter().any(|p| p.as_str() == "*")
+}
+
+/// Refuses a change that would leave no enabled administrator.
+async fn check_last_admin(state: &AppState, before: &User, after: &User) -> ApiResult<()> {
+    if !is_active_admin(state, before) || is_active_admin(state, after) {
+        return Ok(());
+    }
+    let mut cursor = None;
+    loop {
+        let page = state.store.list_users(cursor.as_ref(), 100).await?;
+        if page.iter().any(|user| user.id != before.id && is_active_admin(state, user)) {
+            return Ok(());
+        }
+        match page.last() {
+            Some(last) if page.len() == 100 => {
+                cursor = Some(UserCursor {
+                    created_at: last.created_at,
+                    id: last.id,
+                })
+            }
+            _ => break,
+        }
+    }
+    Err(ApiError::Conflict("last_admin", "the last active administrator cannot be disabled or demoted".into()))
+}
+
+async fn update(State(state): State<AppState>, caller: Authenticated, Context(context): Context, Path(id): Path<String>, JsonBody(body): JsonBody<UpdateUserRequest>) -> ApiResult<Json<Value>> {
+    let principal = caller.require("users:admin")?;
+    let before = load_user(&state, &id).await?;
+    let mut user = before.clone();
+    let now = state.clock.now();
+    let mut changes = Vec::new();
+
+    if let Some(roles) = body.roles {
+        if user.id == principal.user_id {
+            return Err(ApiError::Forbidden("users cannot change their own roles".into()));
+        }
+        let known: Vec<String> = state.auth.roles().keys().cloned().collect();
+        if let Some(unknown) = roles.iter().find(|role| !known.contains(role)) {
+            return Err(ApiError::InvalidParameter(format!("unknown role `{}`", unknown.chars().take(64).collect::<String>())));
+        }
+        check_can_grant(&state, &principal, &roles)?;
+        changes.push(format!("roles {:?} -> {:?}", user.roles, roles));
+        user.roles = roles;
+    }
+    if let Some(disabled) = body.disabled {
+        if disabled && user.id == principal.user_id {
+            return Err(ApiError::Forbidden("users cannot disable themselves".into()));
+        }
+        if disabled && !user.disabled {
+            // Every token issued so far stops working, and stays invalid
+            // after the account is enabled again.
+            user.tokens_valid_after = whole_second_after(now);
+        }
+        changes.push(format!("disabled {} -> {disabled}", user.disabled));
+        user.disabled = disabled;
+    }
+    if body.unlock == Some(true) {
+        user.locked_until = None;
+        user.failed_logins = 0;
+        changes.push("unlocked".into());
+    }
+    check_last_admin(&state, &before, &user).await?;
+
+    user.updated_at = now;
+    state.store.update_user(&user).await?;
+    audit_user_change(&state, &context, &principal, "user_updated", format!("user {}: {}", user.id, changes.join(", "))).await?;
+    Ok(Json(user_view(&user, now)))
+}

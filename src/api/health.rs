@@ -1,0 +1,33 @@
+//! `/health` (liveness) and `/ready` (readiness), neither authenticated nor
+//! rate-limited, and neither revealing more than up or down.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use crate::app::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/health", get(health)).route("/ready", get(ready))
+}
+
+async fn health() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    let database = state.store.ping().await.is_ok();
+    let audit = state.audit.is_healthy();
+    let status = if database { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let body = json!({
+        "status": if database && audit { "ready" } else if database { "degraded" } else { "unavailable" },
+        "checks": {
+            "database": if database { "ok" } else { "unavailable" },
+            "redis": "not_configured",
+            "audit_log": if audit { "ok" } else { "unavailable" },
+        }
+    });
+    (status, Json(body))
+}

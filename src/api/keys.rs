@@ -1,0 +1,195 @@
+//! `/api/v1/keys`: API keys of the caller (everyone's with `keys:admin`).
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use chrono::SecondsFormat;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::context::SharedContext;
+use super::error::{ApiError, ApiResult};
+use super::extract::{from_value, parse_json, Authenticated, Context, JsonBody};
+use super::query::QueryPairs;
+use crate::app::AppState;
+use crate::audit::{AuditEvent, Severity, Status};
+use crate::auth::api_key::display_prefix;
+use crate::auth::keys::{create_key, find_manageable_key, rotate_key, KeyError, KeyLimits, KeyRequest};
+use crate::auth::Principal;
+use crate::storage::ApiKeyRecord;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/keys", get(list_keys).post(create))
+        .route("/api/v1/keys/{id}", delete(revoke))
+        .route("/api/v1/keys/{id}/rotate", post(rotate))
+}
+
+impl From<KeyError> for ApiError {
+    fn from(error: KeyError) -> Self {
+        match error {
+            KeyError::Invalid(message) => ApiError::InvalidParameter(message),
+            KeyError::Forbidden(message) => ApiError::Forbidden(message),
+            KeyError::NotFound => ApiError::NotFound("API key not found".into()),
+            KeyError::Storage(storage) => storage.into(),
+        }
+    }
+}
+
+fn time(value: chrono::DateTime<chrono::Utc>) -> String {
+    value.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn key_view(record: &ApiKeyRecord) -> Value {
+    json!({
+        "id": record.id,
+        "name": record.name,
+        "prefix": display_prefix(&record.id),
+        "user_id": record.user_id.to_string(),
+        "permissions": record.permissions,
+        "rate_limit_per_minute": record.rate_limit_per_minute,
+        "created_at": time(record.created_at),
+        "expires_at": time(record.expires_at),
+        "revoked_at": record.revoked_at.map(time),
+        "last_used_at": record.last_used_at.map(time),
+    })
+}
+
+fn manage_permission(principal: &Principal) -> ApiResult<bool> {
+    if principal.can("keys:admin") {
+        Ok(true)
+    } else if principal.can("keys:manage") {
+        Ok(false)
+    } else {
+        Err(ApiError::PermissionDenied("keys:manage".into()))
+    }
+}
+
+async fn audit_key_event(state: &AppState, context: &SharedContext, principal: &Principal, event_type: &str, description: String) -> ApiResult<()> {
+    let mut event = AuditEvent::new(state.clock.now(), event_type, event_type, Status::Success, Severity::Medium)
+        .user(Some(principal.user_id.to_string()), principal.api_key_id.clone())
+        .description(description);
+    event.client_ip = Some(context.client_ip.to_string());
+    event.request_id = Some(context.request_id.clone());
+    state.audit.record_durable(event).await.map_err(|_| ApiError::AuditUnavailable)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateKeyRequest {
+    name: String,
+    #[serde(default)]
+    permissions: Option<Vec<String>>,
+    #[serde(default)]
+    expires_in_days: Option<u32>,
+    #[serde(default)]
+    rate_limit_per_minute: Option<u32>,
+    #[serde(default)]
+    user_id: Option<Uuid>,
+}
+
+async fn create(State(state): State<AppState>, caller: Authenticated, Context(context): Context, JsonBody(body): JsonBody<CreateKeyRequest>) -> ApiResult<Response> {
+    let principal = caller.0;
+    let admin = manage_permission(&principal)?;
+    let owner_id = body.user_id.unwrap_or(principal.user_id);
+    if owner_id != principal.user_id && !admin {
+        return Err(ApiError::PermissionDenied("keys:admin".into()));
+    }
+    let owner = state
+        .store
+        .find_user(owner_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("user not found".into()))?;
+
+    // A key made by an API key may not exceed that key's own permissions.
+    let request = KeyRequest {
+        name: body.name,
+        permissions: body.permissions.or_else(|| principal.api_key_id.as_ref().map(|_| principal.permissions.effective())),
+        expires_in_days: body.expires_in_days,
+        rate_limit_per_minute: body.rate_limit_per_minute,
+    };
+    if let Some(wanted) = &request.permissions {
+        let parsed: Vec<_> = wanted.iter().filter_map(|p| crate::rbac::Permission::parse(p).ok()).collect();
+        if !principal.permissions.covers(&crate::rbac::PermissionSet::new(parsed)) {
+            return Err(ApiError::Forbidden("nobody can grant a permission they do not hold".into()));
+        }
+    }
+    let limits = KeyLimits {
+        default_days: state.config.api_key_expire_days,
+        max_days: state.config.api_key_max_expire_days,
+    };
+    let pepper = current_pepper(&state)?;
+    let created = create_key(&state.auth, &owner, request, limits, &pepper, state.clock.now()).await?;
+    audit_key_event(&state, &context, &principal, "api_key_created", format!("API key {} created for user {}", created.record.id, owner.id)).await?;
+
+    let mut body = key_view(&created.record);
+    body["key"] = Value::String(created.key);
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+fn current_pepper(state: &AppState) -> ApiResult<[u8; 32]> {
+    state
+        .auth
+        .peppers()
+        .first()
+        .copied()
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no API key pepper configured")))
+}
+
+async fn list_keys(State(state): State<AppState>, caller: Authenticated, query: QueryPairs) -> ApiResult<Json<Value>> {
+    let principal = caller.0;
+    let admin = manage_permission(&principal)?;
+    query.only(&["user_id"])?;
+    let filter = match query.single("user_id")? {
+        None if admin => None,
+        None => Some(principal.user_id),
+        Some(raw) => {
+            let id = Uuid::parse_str(raw).map_err(|_| ApiError::InvalidParameter("`user_id` must be a UUID".into()))?;
+            if id != principal.user_id && !admin {
+                return Err(ApiError::PermissionDenied("keys:admin".into()));
+            }
+            Some(id)
+        }
+    };
+    let keys = state.store.list_api_keys(filter).await?;
+    Ok(Json(json!({ "items": keys.iter().map(key_view).collect::<Vec<_>>(), "next_cursor": null })))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RotateRequest {
+    #[serde(default)]
+    grace_period_hours: Option<u32>,
+}
+
+async fn rotate(State(state): State<AppState>, caller: Authenticated, Context(context): Context, Path(id): Path<String>, body: Bytes) -> ApiResult<Response> {
+    let principal = caller.0;
+    let admin = manage_permission(&principal)?;
+    let old = find_manageable_key(&state.auth, &id, principal.user_id, admin).await?;
+    // The body is optional: none means no grace period.
+    let request: RotateRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        RotateRequest::default()
+    } else {
+        from_value(parse_json(&body)?)?
+    };
+    let grace = request.grace_period_hours.unwrap_or(0);
+    let pepper = current_pepper(&state)?;
+    let created = rotate_key(&state.auth, &old, grace, &pepper, state.clock.now()).await?;
+    audit_key_event(&state, &context, &principal, "api_key_rotated", format!("API key {} rotated to {} with {grace} h grace", old.id, created.record.id)).await?;
+    let mut body = key_view(&created.record);
+    body["key"] = Value::String(created.key);
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+async fn revoke(State(state): State<AppState>, caller: Authenticated, Context(context): Context, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    let principal = caller.0;
+    let admin = manage_permission(&principal)?;
+    let key = find_manageable_key(&state.auth, &id, principal.user_id, admin).await?;
+    state.store.revoke_api_key(&key.id, state.clock.now()).await?;
+    audit_key_event(&state, &context, &principal, "api_key_revoked", format!("API key {} revoked", key.id)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,277 @@
+//! The request pipeline around every handler: request id, security headers,
+//! authentication (once per request), rate limiting, the audit event and the
+//! conversion of any bare error response into a problem document.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use uuid::Uuid;
+
+use super::context::{RequestContext, SharedContext};
+use super::error::{problem_response, ApiError, ProblemRendered, REQUEST_ID};
+use crate::app::AppState;
+use crate::audit::{AuditEvent, Severity, Status};
+use crate::auth::{AuthError, Principal};
+use crate::ratelimit::{Decision, Limit};
+
+const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+const API_KEY_HEADER: &str = "x-api-key";
+
+/// Routes that are neither rate-limited nor audited per request.
+fn is_unmetered(path: &str) -> bool {
+    path == "/health" || path == "/ready"
+}
+
+/// Accepts a client's request id only when it is short and plain, so it can
+/// be echoed and logged safely; otherwise generates one.
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get(&REQUEST_ID_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .filter(|id| !id.is_empty() && id.len() <= 128)
+        .filter(|id| id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')))
+        .map(str::to_string)
+        .unwrap_or_else(|| Uuid::new_v4().to_string())
+}
+
+fn client_ip(request: &Request) -> IpAddr {
+    request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+}
+
+/// Authenticates from `Authorization: Bearer` or `X-API-Key`.
+async fn authenticate(state: &AppState, headers: &HeaderMap) -> Option<Result<Principal, AuthError>> {
+    let bearer = headers.get(header::AUTHORIZATION);
+    let api_key = headers.get(API_KEY_HEADER);
+    match (bearer, api_key) {
+        (None, None) => None,
+        // Two credentials at once are ambiguous; accept neither.
+        (Some(_), Some(_)) => Some(Err(AuthError::InvalidToken)),
+        (Some(value), None) => {
+            let token = value
+                .to_str()
+                .ok()
+                .and_then(|text| text.strip_prefix("Bearer ").or_else(|| text.strip_prefix("bearer ")))
+                .map(str::trim);
+            Some(match token {
+                Some(token) if !token.is_empty() => state.auth.authenticate_bearer(token).await,
+                _ => Err(AuthError::InvalidToken),
+            })
+        }
+        (None, Some(value)) => Some(match value.to_str() {
+            Ok(key) => state.auth.authenticate_api_key(key.trim()).await,
+            Err(_) => Err(AuthError::InvalidApiKey),
+        }),
+    }
+}
+
+/// The bucket name and limit that apply to a request.
+fn limit_for(state: &AppState, principal: Option<&Principal>, path: &str) -> (String, Limit) {
+    let config = &state.config;
+    if path == "/auth/login" {
+        let limit = Limit {
+            per_minute: config.login_rate_limit_per_minute,
+            burst: config.login_rate_limit_per_minute,
+        };
+        return ("login-ip".into(), limit);
+    }
+    match principal {
+        Some(principal) => {
+            let limit = match principal.rate_limit_per_minute {
+                Some(rate) => Limit { per_minute: rate, burst: rate },
+                None => Limit {
+                    per_minute: config.rate_limit_per_minute,
+                    burst: config.rate_limit_burst,
+                },
+            };
+            (principal.rate_limit_key(), limit)
+        }
+        None => {
+            let limit = Limit {
+                per_minute: config.rate_limit_per_minute,
+                burst: config.rate_limit_burst,
+            };
+            ("ip".into(), limit)
+        }
+    }
+}
+
+fn insert_rate_headers(headers: &mut HeaderMap, decision: &Decision) {
+    let pairs = [
+        ("x-ratelimit-limit", u64::from(decision.limit)),
+        ("x-ratelimit-remaining", u64::from(decision.remaining)),
+        ("x-ratelimit-reset", decision.reset_seconds),
+    ];
+    for (name, value) in pairs {
+        headers.insert(HeaderName::from_static(name), HeaderValue::from(value));
+    }
+    if !decision.allowed {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(decision.retry_after_seconds));
+    }
+}
+
+fn insert_security_headers(headers: &mut HeaderMap) {
+    let fixed = [
+        ("x-content-type-options", "nosniff"),
+        ("x-frame-options", "DENY"),
+        ("referrer-policy", "no-referrer"),
+        ("content-security-policy", "default-src 'none'; frame-ancestors 'none'"),
+        ("cache-control", "no-store"),
+    ];
+    for (name, value) in fixed {
+        headers.insert(HeaderName::from_static(name), HeaderValue::from_static(value));
+    }
+}
+
+/// Turns a bare framework error (404 of an unknown route, 405, 413, …) into
+/// a problem response so that every error has the same shape.
+fn ensure_problem(response: Response) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) || response.extensions().get::<ProblemRendered>().is_some() {
+        return response;
+    }
+    let (code, title, detail) = match status {
+        StatusCode::NOT_FOUND => ("not_found", "Not found", "no such route".to_string()),
+        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "Method not allowed", "this route does not accept that method".to_string()),
+        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "Payload too large", "the request body is too large".to_string()),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "Unsupported media type", "unsupported content type".to_string()),
+        status if status.is_server_error() => ("internal_error", "Internal server error", "the server could not complete the request".to_string()),
+        _ => ("bad_request", "Bad request", "the request could not be processed".to_string()),
+    };
+    let mut problem = problem_response(status, code, title, detail, None);
+    for (name, value) in response.headers() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            problem.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    problem
+}
+
+/// Audit classification of a finished request.
+fn outcome(status: StatusCode) -> (Status, Severity) {
+    match status.as_u16() {
+        0..=399 => (Status::Success, Severity::Info),
+        401 | 403 => (Status::Denied, Severity::Low),
+        429 => (Status::Denied, Severity::Low),
+        400..=499 => (Status::Failed, Severity::Info),
+        _ => (Status::Failed, Severity::Medium),
+    }
+}
+
+fn is_state_changing(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// The middleware itself; see the module docs for its steps.
+pub async fn pipeline(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let request_id = request_id(request.headers());
+    let scoped_id = request_id.clone();
+    REQUEST_ID.scope(scoped_id, handle(state, request_id, &mut request, next)).await
+}
+
+async fn handle(state: AppState, request_id: String, request: &mut Request, next: Next) -> Response {
+    let path = request.uri().path().to_string();
+    let method = request.method().clone();
+    let metered = !is_unmetered(&path);
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|matched| matched.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+
+    // Authenticate once; handlers read the result from the context.
+    let authentication = if metered { authenticate(&state, request.headers()).await } else { None };
+    let context: SharedContext = Arc::new(RequestContext {
+        request_id: request_id.clone(),
+        client_ip: client_ip(request),
+        authentication,
+        acting_user_id: Mutex::new(None),
+    });
+    request.extensions_mut().insert(context.clone());
+
+    let mut decision = None;
+    let mut response = if metered {
+        let (bucket, limit) = limit_for(&state, context.principal(), &path);
+        let key = match context.principal() {
+            Some(_) if path != "/auth/login" => bucket,
+            _ => format!("{bucket}:{}", context.client_ip),
+        };
+        let taken = state.rate_limiter.check(&key, limit, state.clock.now());
+        decision = Some(taken);
+        if !taken.allowed {
+            ApiError::RateLimited {
+                retry_after_seconds: taken.retry_after_seconds,
+            }
+            .into_response()
+        } else if is_state_changing(&method) && !state.audit.is_healthy() {
+            ApiError::AuditUnavailable.into_response()
+        } else {
+            let inner = std::mem::replace(request, Request::new(Body::empty()));
+            next.run(inner).await
+        }
+    } else {
+        let inner = std::mem::replace(request, Request::new(Body::empty()));
+        next.run(inner).await
+    };
+
+    response = ensure_problem(response);
+    let headers = response.headers_mut();
+    insert_security_headers(headers);
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        headers.insert(REQUEST_ID_HEADER, value);
+    }
+    if let Some(decision) = &decision {
+        insert_rate_headers(headers, decision);
+    }
+
+    if metered {
+        record_access(&state, &context, &method, &path, &route, response.status()).await;
+    }
+    response
+}
+
+async fn record_access(state: &AppState, context: &RequestContext, method: &Method, path: &str, route: &str, status: StatusCode) {
+    let principal = context.principal();
+    if let Some(principal) = principal {
+        if let Ok(mut counts) = state.request_counts.lock() {
+            *counts.entry(principal.user_id.to_string()).or_insert(0) += 1;
+        }
+    }
+    let (audit_status, severity) = outcome(status);
+    let mut event = AuditEvent::new(state.clock.now(), "access", &format!("{method} {route}"), audit_status, severity)
+        .user(context.audit_user_id(), principal.and_then(|p| p.api_key_id.clone()))
+        .description(status.canonical_reason().unwrap_or("").to_string());
+    event.client_ip = Some(context.client_ip.to_string());
+    event.method = Some(method.to_string());
+    // The path only: query strings may carry values that must not be logged.
+    event.path = Some(path.chars().take(512).collect());
+    event.http_status = Some(status.as_u16());
+    event.request_id = Some(context.request_id.clone());
+    state.audit.record(event).await;
+
+    let security_event = match status {
+        StatusCode::TOO_MANY_REQUESTS => Some(("rate_limit_exceeded", "rate limit exceeded")),
+        StatusCode::FORBIDDEN => Some(("permission_denied", "permission denied")),
+        StatusCode::UNAUTHORIZED if context.authentication.is_some() => Some(("authentication_failed", "credentials rejected")),
+        _ => None,
+    };
+    if let Some((event_type, what)) = security_event {
+        let mut event = AuditEvent::new(state.clock.now(), event_type, &format!("{method} {route}"), Status::Denied, Severity::Low)
+            .user(context.audit_user_id(), principal.and_then(|p| p.api_key_id.clone()))
+            .description(format!("{what} on {method} {route}"));
+        event.client_ip = Some(context.client_ip.to_string());
+        event.method = Some(method.to_string());
+        event.path = Some(path.chars().take(512).collect());
+        event.http_status = Some(status.as_u16());
+        event.request_id = Some(context.request_id.clone());
+        state.audit.record(event).await;
+    }
+}

@@ -1,0 +1,45 @@
+//! The HTTP API: one router per resource, the shared middleware pipeline and
+//! the problem-details error type.
+
+mod admin;
+mod auth_routes;
+pub mod context;
+mod cursor;
+mod entries;
+pub mod error;
+mod extract;
+mod health;
+mod keys;
+mod middleware;
+mod query;
+mod transfer;
+
+use axum::extract::DefaultBodyLimit;
+use axum::Router;
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::app::AppState;
+
+/// Builds the application's router with every route and layer.
+pub fn router(state: AppState) -> Router {
+    let max_body_bytes = state.config.max_body_bytes;
+    Router::new()
+        .merge(health::router())
+        .merge(auth_routes::router())
+        .merge(entries::router())
+        .merge(transfer::router())
+        .merge(keys::router())
+        .merge(admin::router())
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::pipeline))
+        .layer(CatchPanicLayer::custom(|_| {
+            error::problem_response(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "Internal server error",
+                "the server could not complete the request".into(),
+                None,
+            )
+        }))
+        .with_state(state)
+}

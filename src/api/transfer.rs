@@ -1,0 +1,150 @@
+//! Bulk import (`POST /api/v1/registry/import`) and export
+//! (`GET /api/v1/registry/export`), both as JSON Lines streams.
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures::StreamExt;
+
+use super::context::SharedContext;
+use super::error::{ApiError, ApiResult};
+use super::extract::{Authenticated, Context};
+use super::query::QueryPairs;
+use crate::app::AppState;
+use crate::audit::{AuditEvent, Severity, Status};
+use crate::auth::Principal;
+use crate::registry::{ImportReport, Registry};
+use crate::storage::{EntryCursor, EntryFilter};
+
+/// Largest import body. The body is streamed, so this bounds the work of one
+/// request rather than memory.
+pub const MAX_IMPORT_BYTES: u64 = 1 << 30;
+/// Entries fetched per page while exporting.
+const EXPORT_PAGE: u32 = 500;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/registry/import", post(import_entries))
+        .route("/api/v1/registry/export", get(export_entries))
+}
+
+fn is_ndjson(request: &Request) -> bool {
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    matches!(essence.as_str(), "application/x-ndjson" | "application/jsonl" | "application/json-lines")
+}
+
+async fn import_entries(State(state): State<AppState>, caller: Authenticated, Context(context): Context, query: QueryPairs, request: Request) -> ApiResult<Json<ImportReport>> {
+    let principal = caller.require("write")?;
+    query.only(&["on_conflict"])?;
+    let update_existing = match query.single("on_conflict")? {
+        None | Some("skip") => false,
+        Some("update") => true,
+        Some(_) => return Err(ApiError::InvalidParameter("`on_conflict` must be `skip` or `update`".into())),
+    };
+    if !is_ndjson(&request) {
+        return Err(ApiError::UnsupportedMediaType("send the body as application/x-ndjson, one entry per line".into()));
+    }
+
+    let max_line = state.config.max_body_bytes;
+    let mut session = state
+        .registry
+        .start_import(principal.user_id, update_existing, principal.can("entries:manage"));
+    let mut stream = request.into_body().into_data_stream();
+    let mut buffer: Vec<u8> = Vec::new();
+    let mut line_number: u64 = 0;
+    let mut total: u64 = 0;
+    // Set while skipping the rest of a line that exceeded the limit.
+    let mut discarding = false;
+
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| ApiError::MalformedBody("the request body could not be read".into()))?;
+        total += chunk.len() as u64;
+        if total > MAX_IMPORT_BYTES {
+            return Err(ApiError::PayloadTooLarge(MAX_IMPORT_BYTES as usize));
+        }
+        buffer.extend_from_slice(&chunk);
+        while let Some(position) = buffer.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = buffer.drain(..=position).collect();
+            line_number += 1;
+            if discarding {
+                discarding = false;
+                continue;
+            }
+            session.push_line(line_number, &line[..line.len() - 1]).await?;
+        }
+        if buffer.len() > max_line && !discarding {
+            session.reject_line(line_number + 1, "line_too_long", format!("the line is longer than {max_line} bytes"));
+            buffer.clear();
+            discarding = true;
+        } else if discarding {
+            buffer.clear();
+        }
+    }
+    if !buffer.is_empty() && !discarding {
+        line_number += 1;
+        session.push_line(line_number, &buffer).await?;
+    }
+    let report = session.finish().await?;
+    record_import(&state, &context, &principal, &report).await;
+    Ok(Json(report))
+}
+
+async fn record_import(state: &AppState, context: &SharedContext, principal: &Principal, report: &ImportReport) {
+    let mut event = AuditEvent::new(state.clock.now(), "entries_imported", "import", Status::Success, Severity::Info)
+        .user(Some(principal.user_id.to_string()), principal.api_key_id.clone())
+        .description(format!(
+            "import: {} created, {} updated, {} skipped",
+            report.created, report.updated, report.skipped
+        ));
+    event.client_ip = Some(context.client_ip.to_string());
+    event.request_id = Some(context.request_id.clone());
+    state.audit.record(event).await;
+}
+
+/// Produces the export as pages of JSON Lines.
+fn export_stream(registry: Registry, principal: Principal) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> {
+    futures::stream::unfold(Some(None::<EntryCursor>), move |position| {
+        let registry = registry.clone();
+        let principal = principal.clone();
+        async move {
+            let after = position?;
+            let page = match registry
+                .list_entries(&principal, &EntryFilter::default(), after.as_ref(), EXPORT_PAGE)
+                .await
+            {
+                Ok(page) => page,
+                Err(error) => {
+                    tracing::error!(error = %error, "export stopped by a storage error");
+                    return Some((Err(std::io::Error::other("export failed")), None));
+                }
+            };
+            let mut bytes = Vec::new();
+            for item in &page.items {
+                if serde_json::to_writer(&mut bytes, &item.to_import_line()).is_ok() {
+                    bytes.push(b'\n');
+                }
+            }
+            let next = page.next.map(Some);
+            Some((Ok(Bytes::from(bytes)), next))
+        }
+    })
+}
+
+async fn export_entries(State(state): State<AppState>, caller: Authenticated, query: QueryPairs) -> ApiResult<Response> {
+    let principal = caller.require("read")?;
+    query.only(&[])?;
+    let body = Body::from_stream(export_stream(state.registry.clone(), principal));
+    let mut response = Response::new(body);
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
+    Ok(response)
+}

@@ -1,0 +1,166 @@
+//! The application state shared by every request handler and CLI command,
+//! built once from the configuration.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+
+use crate::audit::AuditLog;
+use crate::auth::jwt::TokenSigner;
+use crate::auth::service::AuthSettings;
+use crate::auth::Authenticator;
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Config, SecretString};
+use crate::crypto::{hmac_sha256, AesGcmCipher, Cipher};
+use crate::ratelimit::{LocalRateLimiter, RateLimiter};
+use crate::registry::Registry;
+use crate::storage::{self, SharedStore};
+
+mod dev_secrets;
+pub mod users;
+
+pub use users::{create_user, ensure_admin, CreateUserError, NewUser};
+
+/// Secrets in force, from the environment or generated for development.
+pub struct Secrets {
+    pub jwt_secret_key: SecretString,
+    pub encryption_key: [u8; 32],
+    /// Keys that were generated rather than configured, for the start-up warning.
+    pub generated: Vec<&'static str>,
+}
+
+impl Secrets {
+    /// Uses the configured secrets or loads or creates development ones in
+    /// the data directory (mode 0600).
+    ///
+    /// # Errors
+    /// Fails when a generated secret cannot be read or written.
+    pub fn resolve(config: &Config) -> anyhow::Result<Secrets> {
+        let mut generated = Vec::new();
+        let jwt_secret_key = match &config.jwt_secret_key {
+            Some(key) => key.clone(),
+            None => {
+                generated.push("JWT_SECRET_KEY");
+                dev_secrets::jwt_secret(&config.data_dir)?
+            }
+        };
+        let encryption_key = match config.encryption_key {
+            Some(key) => key,
+            None => {
+                generated.push("ENCRYPTION_KEY");
+                dev_secrets::encryption_key(&config.data_dir)?
+            }
+        };
+        Ok(Secrets {
+            jwt_secret_key,
+            encryption_key,
+            generated,
+        })
+    }
+}
+
+/// Everything a request handler needs; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: SharedStore,
+    pub auth: Arc<Authenticator>,
+    pub registry: Registry,
+    pub rate_limiter: Arc<dyn RateLimiter>,
+    pub audit: AuditLog,
+    pub clock: Arc<dyn Clock>,
+    /// Key for signing pagination cursors, so a client cannot forge one.
+    pub cursor_key: Arc<[u8; 32]>,
+    /// Requests per principal since start, for analytics.
+    pub request_counts: Arc<Mutex<HashMap<String, u64>>>,
+}
+
+/// The pepper for API-key hashes, derived from an encryption key so that it
+/// lives outside the database.
+pub fn api_key_pepper(encryption_key: &[u8; 32]) -> [u8; 32] {
+    hmac_sha256(encryption_key, b"hyper-registry api-key pepper")
+}
+
+/// The parts of the application that CLI commands need without a server.
+pub struct Core {
+    pub store: SharedStore,
+    pub registry: Registry,
+    pub secrets: Secrets,
+}
+
+impl Core {
+    /// Opens storage and the cipher.
+    ///
+    /// # Errors
+    /// Fails when secrets or storage cannot be opened.
+    pub async fn open(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Core> {
+        ensure_data_dir(&config.data_dir)?;
+        let secrets = Secrets::resolve(config)?;
+        let store = storage::connect(config.database_url.expose())
+            .await
+            .context("could not open the database named by DATABASE_URL")?;
+        let cipher: Arc<dyn Cipher> = Arc::new(AesGcmCipher::new(&secrets.encryption_key, &config.encryption_key_previous));
+        let registry = Registry::new(store.clone(), cipher, clock);
+        Ok(Core { store, registry, secrets })
+    }
+}
+
+/// Creates the data directory, private to this user.
+fn ensure_data_dir(path: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(path).with_context(|| format!("could not create DATA_DIR {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700));
+    }
+    Ok(())
+}
+
+impl AppState {
+    /// Builds the state: storage, secrets, authenticator, limiter and the
+    /// audit writer (whose thread handle is returned for shutdown).
+    ///
+    /// # Errors
+    /// Fails when any of them cannot be opened.
+    pub async fn build(config: Config, clock: Option<Arc<dyn Clock>>) -> anyhow::Result<(AppState, std::thread::JoinHandle<()>)> {
+        let clock = clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let core = Core::open(&config, clock.clone()).await?;
+        let (audit, audit_thread) = AuditLog::open(&config.audit_log_file)
+            .with_context(|| format!("could not open AUDIT_LOG_FILE {}", config.audit_log_file.display()))?;
+
+        let signer = TokenSigner::new(
+            &core.secrets.jwt_secret_key,
+            &config.jwt_secret_key_previous,
+            &config.jwt_issuer,
+            &config.jwt_audience,
+            config.jwt_leeway_seconds,
+        );
+        let mut peppers = vec![api_key_pepper(&core.secrets.encryption_key)];
+        peppers.extend(config.encryption_key_previous.iter().map(api_key_pepper));
+        let settings = AuthSettings {
+            access_token_minutes: config.jwt_expire_minutes,
+            max_failed_attempts: config.login_max_failed_attempts,
+            lockout_minutes: config.login_lockout_minutes,
+        };
+        let auth = Authenticator::new(core.store.clone(), signer, peppers, clock.clone(), settings).await?;
+        let cursor_key = hmac_sha256(core.secrets.jwt_secret_key.expose().as_bytes(), b"hyper-registry cursor key");
+
+        let state = AppState {
+            config: Arc::new(config),
+            store: core.store,
+            auth: Arc::new(auth),
+            registry: core.registry,
+            rate_limiter: Arc::new(LocalRateLimiter::new()),
+            audit,
+            clock,
+            cursor_key: Arc::new(cursor_key),
+            request_counts: Arc::new(Mutex::new(HashMap::new())),
+        };
+        for name in &core.secrets.generated {
+            tracing::warn!(variable = name, "no {name} set: using a generated key stored in DATA_DIR; this is a development setup");
+        }
+        Ok((state, audit_thread))
+    }
+}

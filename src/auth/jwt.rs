@@ -1,0 +1,301 @@
+//! HS256 access tokens (RFC 7519) with the algorithm pinned (RFC 8725).
+//!
+//! Verification never takes key material or an algorithm from the token: the
+//! header's `kid` only selects among our own configured keys, and any header
+//! that offers a key (`jwk`, `jku`, `x5u`, `x5c`) is rejected outright.
+
+use chrono::{DateTime, Utc};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::config::SecretString;
+use crate::crypto::hmac_sha256;
+
+/// What a token may be used for; a refresh token is never an access token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenType {
+    Access,
+    Refresh,
+}
+
+/// The claims of every token we issue. All are required on verification.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub iss: String,
+    pub aud: String,
+    pub exp: i64,
+    pub iat: i64,
+    pub nbf: i64,
+    pub jti: String,
+    #[serde(rename = "typ")]
+    pub token_type: TokenType,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TokenError {
+    /// Any reason a presented token is not acceptable. The precise reason goes
+    /// to the debug log only, so callers cannot probe the verifier.
+    #[error("invalid token")]
+    Invalid(&'static str),
+    #[error("token expired")]
+    Expired,
+}
+
+struct SigningKey {
+    id: String,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+}
+
+impl SigningKey {
+    fn new(secret: &SecretString) -> Self {
+        let bytes = secret.expose().as_bytes();
+        SigningKey {
+            id: hex::encode(&hmac_sha256(bytes, b"hyper-registry jwt kid")[..8]),
+            encoding: EncodingKey::from_secret(bytes),
+            decoding: DecodingKey::from_secret(bytes),
+        }
+    }
+}
+
+/// Issues and verifies tokens with the current key, accepting previous keys
+/// for verification during a rotation.
+pub struct TokenSigner {
+    current: SigningKey,
+    previous: Vec<SigningKey>,
+    issuer: String,
+    audience: String,
+    leeway_seconds: u64,
+}
+
+impl TokenSigner {
+    pub fn new(current: &SecretString, previous: &[SecretString], issuer: &str, audience: &str, leeway_seconds: u32) -> Self {
+        TokenSigner {
+            current: SigningKey::new(current),
+            previous: previous.iter().map(SigningKey::new).collect(),
+            issuer: issuer.to_string(),
+            audience: audience.to_string(),
+            leeway_seconds: u64::from(leeway_seconds),
+        }
+    }
+
+    /// Issues a token for `subject`, valid from `now` for `lifetime`.
+    ///
+    /// # Errors
+    /// Fails only if serialisation fails, which the fixed claim types rule out.
+    pub fn issue(&self, subject: Uuid, token_type: TokenType, now: DateTime<Utc>, lifetime: chrono::Duration) -> Result<(String, Claims), jsonwebtoken::errors::Error> {
+        let claims = Claims {
+            sub: subject.to_string(),
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            iat: now.timestamp(),
+            nbf: now.timestamp(),
+            exp: (now + lifetime).timestamp(),
+            jti: Uuid::new_v4().to_string(),
+            token_type,
+        };
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(self.current.id.clone());
+        let token = jsonwebtoken::encode(&header, &claims, &self.current.encoding)?;
+        Ok((token, claims))
+    }
+
+    /// Verifies a token of the expected type at time `now`.
+    ///
+    /// # Errors
+    /// [`TokenError::Expired`] past `exp` plus leeway, [`TokenError::Invalid`]
+    /// for everything else.
+    pub fn verify(&self, token: &str, expected: TokenType, now: DateTime<Utc>) -> Result<Claims, TokenError> {
+        // decode_header fails for any `alg` outside jsonwebtoken's list, which
+        // has no `none`, and for a missing `alg`.
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid("malformed header"))?;
+        if header.alg != Algorithm::HS256 {
+            return Err(TokenError::Invalid("algorithm is not HS256"));
+        }
+        if header.jwk.is_some() || header.jku.is_some() || header.x5u.is_some() || header.x5c.is_some() {
+            return Err(TokenError::Invalid("header offers key material"));
+        }
+        let kid = header.kid.ok_or(TokenError::Invalid("missing kid"))?;
+        let key = std::iter::once(&self.current)
+            .chain(self.previous.iter())
+            .find(|key| key.id == kid)
+            .ok_or(TokenError::Invalid("unknown kid"))?;
+
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_audience(&[&self.audience]);
+        validation.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
+        // Time claims are checked below against the injected clock instead.
+        validation.validate_nbf = false;
+        validation.validate_exp = false;
+        let claims = jsonwebtoken::decode::<Claims>(token, &key.decoding, &validation)
+            .map_err(|_| TokenError::Invalid("signature or claims rejected"))?
+            .claims;
+
+        let leeway = i64::try_from(self.leeway_seconds).unwrap_or(60);
+        let now = now.timestamp();
+        if claims.exp + leeway <= now {
+            return Err(TokenError::Expired);
+        }
+        if claims.nbf - leeway > now {
+            return Err(TokenError::Invalid("not yet valid"));
+        }
+        if claims.iat - leeway > now {
+            return Err(TokenError::Invalid("issued in the future"));
+        }
+        if claims.token_type != expected {
+            return Err(TokenError::Invalid("wrong token type"));
+        }
+        Ok(claims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef-test";
+
+    fn signer() -> TokenSigner {
+        TokenSigner::new(&SecretString::new(SECRET), &[], "hyper-registry", "hyper-registry-api", 30)
+    }
+
+    fn issue(signer: &TokenSigner, token_type: TokenType) -> String {
+        signer
+            .issue(Uuid::new_v4(), token_type, Utc::now(), chrono::Duration::minutes(5))
+            .unwrap()
+            .0
+    }
+
+    /// Re-signs `header` and `claims` (JSON text) with HMAC-SHA-256 under our secret.
+    fn forge(header: &str, claims: &str) -> String {
+        let signing_input = format!("{}.{}", URL_SAFE_NO_PAD.encode(header), URL_SAFE_NO_PAD.encode(claims));
+        let signature = hmac_sha256(SECRET.as_bytes(), signing_input.as_bytes());
+        format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature))
+    }
+
+    fn valid_claims() -> String {
+        let now = Utc::now().timestamp();
+        format!(
+            r#"{{"sub":"{}","iss":"hyper-registry","aud":"hyper-registry-api","exp":{},"iat":{now},"nbf":{now},"jti":"x","typ":"access"}}"#,
+            Uuid::new_v4(),
+            now + 300
+        )
+    }
+
+    fn kid() -> String {
+        signer().current.id.clone()
+    }
+
+    #[test]
+    fn issued_token_verifies() {
+        let signer = signer();
+        let token = issue(&signer, TokenType::Access);
+        assert!(signer.verify(&token, TokenType::Access, Utc::now()).is_ok());
+    }
+
+    #[test]
+    fn forged_helper_accepted_when_header_is_ours() {
+        let header = format!(r#"{{"alg":"HS256","typ":"JWT","kid":"{}"}}"#, kid());
+        assert!(signer().verify(&forge(&header, &valid_claims()), TokenType::Access, Utc::now()).is_ok());
+    }
+
+    #[test]
+    fn foreign_algorithms_rejected() {
+        for alg in ["none", "None", "NONE", "nOnE", "HS384", "HS512", "RS256", "ES256", "PS256"] {
+            let header = format!(r#"{{"alg":"{alg}","typ":"JWT","kid":"{}"}}"#, kid());
+            let result = signer().verify(&forge(&header, &valid_claims()), TokenType::Access, Utc::now());
+            assert!(result.is_err(), "alg {alg} must be rejected");
+        }
+    }
+
+    #[test]
+    fn missing_alg_rejected() {
+        let header = format!(r#"{{"typ":"JWT","kid":"{}"}}"#, kid());
+        assert!(signer().verify(&forge(&header, &valid_claims()), TokenType::Access, Utc::now()).is_err());
+    }
+
+    #[test]
+    fn header_key_material_rejected() {
+        let headers = [
+            format!(r#"{{"alg":"HS256","kid":"{}","jku":"http://127.0.0.1:1/keys"}}"#, kid()),
+            format!(r#"{{"alg":"HS256","kid":"{}","jwk":{{"kty":"oct","k":"AAAA"}}}}"#, kid()),
+        ];
+        for header in headers {
+            assert!(signer().verify(&forge(&header, &valid_claims()), TokenType::Access, Utc::now()).is_err(), "{header}");
+        }
+    }
+
+    #[test]
+    fn odd_kid_values_rejected() {
+        for kid in ["../../etc/passwd", "' OR 1=1 --", "", "/dev/null"] {
+            let header = format!(r#"{{"alg":"HS256","kid":"{}"}}"#, kid.replace('"', "\\\""));
+            assert!(signer().verify(&forge(&header, &valid_claims()), TokenType::Access, Utc::now()).is_err(), "kid {kid}");
+        }
+    }
+
+    #[test]
+    fn missing_exp_rejected() {
+        let now = Utc::now().timestamp();
+        let claims = format!(r#"{{"sub":"s","iss":"hyper-registry","aud":"hyper-registry-api","iat":{now},"nbf":{now},"jti":"x","typ":"access"}}"#);
+        let header = format!(r#"{{"alg":"HS256","kid":"{}"}}"#, kid());
+        assert!(signer().verify(&forge(&header, &claims), TokenType::Access, Utc::now()).is_err());
+    }
+
+    #[test]
+    fn future_nbf_rejected() {
+        let now = Utc::now().timestamp();
+        let claims = format!(
+            r#"{{"sub":"s","iss":"hyper-registry","aud":"hyper-registry-api","exp":{},"iat":{now},"nbf":{},"jti":"x","typ":"access"}}"#,
+            now + 3600,
+            now + 600
+        );
+        let header = format!(r#"{{"alg":"HS256","kid":"{}"}}"#, kid());
+        assert!(signer().verify(&forge(&header, &claims), TokenType::Access, Utc::now()).is_err());
+    }
+
+    #[test]
+    fn expired_token_rejected_after_leeway() {
+        let signer = signer();
+        let token = issue(&signer, TokenType::Access);
+        let later = Utc::now() + chrono::Duration::minutes(5) + chrono::Duration::seconds(31);
+        assert_eq!(signer.verify(&token, TokenType::Access, later).unwrap_err(), TokenError::Expired);
+        let within_leeway = Utc::now() + chrono::Duration::minutes(5) + chrono::Duration::seconds(10);
+        assert!(signer.verify(&token, TokenType::Access, within_leeway).is_ok());
+    }
+
+    #[test]
+    fn refresh_token_not_access_token() {
+        let signer = signer();
+        let token = issue(&signer, TokenType::Refresh);
+        assert!(signer.verify(&token, TokenType::Access, Utc::now()).is_err());
+    }
+
+    #[test]
+    fn wrong_audience_rejected() {
+        let other = TokenSigner::new(&SecretString::new(SECRET), &[], "hyper-registry", "another-api", 30);
+        let token = issue(&other, TokenType::Access);
+        assert!(signer().verify(&token, TokenType::Access, Utc::now()).is_err());
+    }
+
+    #[test]
+    fn previous_key_verifies_during_rotation() {
+        let old = signer();
+        let token = issue(&old, TokenType::Access);
+        let rotated = TokenSigner::new(
+            &SecretString::new("a-brand-new-secret-of-at-least-32-chars"),
+            &[SecretString::new(SECRET)],
+            "hyper-registry",
+            "hyper-registry-api",
+            30,
+        );
+        assert!(rotated.verify(&token, TokenType::Access, Utc::now()).is_ok());
+        let new_token = issue(&rotated, TokenType::Access);
+        assert!(old.verify(&new_token, TokenType::Access, Utc::now()).is_err());
+    }
+}

@@ -1,0 +1,43 @@
+//! Authentication: passwords, tokens, API keys, and the [`Principal`] that a
+//! successful authentication produces. Permission checks live in `rbac`.
+
+pub mod api_key;
+pub mod jwt;
+pub mod keys;
+pub mod password;
+pub mod service;
+
+use uuid::Uuid;
+
+use crate::rbac::PermissionSet;
+
+pub use service::{AuthError, Authenticator, LoginOutcome, TokenPair};
+
+/// Who is making a request, with the permissions in force for this request.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub user_id: Uuid,
+    pub username: String,
+    pub roles: Vec<String>,
+    /// Effective permissions: the roles' union, intersected with the key's
+    /// own permissions when the request used an API key.
+    pub permissions: PermissionSet,
+    pub api_key_id: Option<String>,
+    /// A per-key override of the default rate limit.
+    pub rate_limit_per_minute: Option<u32>,
+    pub mfa_enabled: bool,
+}
+
+impl Principal {
+    pub fn can(&self, permission: &str) -> bool {
+        self.permissions.allows(permission)
+    }
+
+    /// The rate-limit bucket: the key when one is used, else the user.
+    pub fn rate_limit_key(&self) -> String {
+        match &self.api_key_id {
+            Some(key_id) => format!("key:{key_id}"),
+            None => format!("user:{}", self.user_id),
+        }
+    }
+}

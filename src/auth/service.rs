@@ -1,0 +1,351 @@
+//! Login and per-request authentication, shared by the HTTP API and the CLI.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use chrono::{DateTime, Duration, Utc};
+use uuid::Uuid;
+
+use super::jwt::{TokenError, TokenSigner, TokenType};
+use super::password::{exceeds_maximum, verify_password_async};
+use super::{api_key, Principal};
+use crate::clock::Clock;
+use crate::rbac::{builtin_roles, resolve_permissions, Permission, PermissionSet, Role};
+use crate::storage::{SharedStore, StorageError, User};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("invalid username or password")]
+    InvalidCredentials,
+    #[error("the account is disabled")]
+    AccountDisabled,
+    #[error("the account is locked")]
+    AccountLocked { retry_after_seconds: u64 },
+    #[error("missing credentials")]
+    MissingCredentials,
+    #[error("invalid or revoked token")]
+    InvalidToken,
+    #[error("the token has expired")]
+    TokenExpired,
+    #[error("invalid API key")]
+    InvalidApiKey,
+    #[error("the API key has been revoked")]
+    ApiKeyRevoked,
+    #[error("the API key has expired")]
+    ApiKeyExpired,
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+/// Tokens returned by a successful login.
+pub struct TokenPair {
+    pub access_token: String,
+    pub expires_in_seconds: i64,
+    pub user_id: Uuid,
+}
+
+/// What a login attempt ended in, for the audit trail.
+pub struct LoginOutcome {
+    pub result: Result<TokenPair, AuthError>,
+    /// The user the attempt named, when it exists.
+    pub user_id: Option<Uuid>,
+    /// Set when this failure locked the account.
+    pub locked_now: bool,
+}
+
+/// Settings the authenticator needs from the configuration.
+pub struct AuthSettings {
+    pub access_token_minutes: u32,
+    pub max_failed_attempts: u32,
+    pub lockout_minutes: u32,
+}
+
+/// Failed-login counts for usernames that do not exist, so that lockout
+/// behaves the same for them and reveals nothing.
+#[derive(Default)]
+struct UnknownUserFailures(Mutex<HashMap<String, (u32, Option<DateTime<Utc>>)>>);
+
+/// Most usernames tracked in [`UnknownUserFailures`]; older ones are dropped.
+const UNKNOWN_USERS_TRACKED: usize = 50_000;
+
+/// Checks credentials and turns them into a [`Principal`].
+pub struct Authenticator {
+    store: SharedStore,
+    signer: TokenSigner,
+    peppers: Vec<[u8; 32]>,
+    clock: Arc<dyn Clock>,
+    settings: AuthSettings,
+    roles: RwLock<Arc<HashMap<String, Role>>>,
+    unknown_failures: UnknownUserFailures,
+    key_usage: Mutex<HashMap<String, DateTime<Utc>>>,
+}
+
+impl Authenticator {
+    /// Builds the authenticator and loads the custom roles.
+    ///
+    /// # Errors
+    /// Fails when the roles cannot be read.
+    pub async fn new(store: SharedStore, signer: TokenSigner, peppers: Vec<[u8; 32]>, clock: Arc<dyn Clock>, settings: AuthSettings) -> Result<Self, AuthError> {
+        let authenticator = Authenticator {
+            store,
+            signer,
+            peppers,
+            clock,
+            settings,
+            roles: RwLock::new(Arc::new(HashMap::new())),
+            unknown_failures: UnknownUserFailures::default(),
+            key_usage: Mutex::new(HashMap::new()),
+        };
+        authenticator.reload_roles().await?;
+        Ok(authenticator)
+    }
+
+    /// Re-reads custom roles; call after any role change.
+    ///
+    /// # Errors
+    /// Fails when the roles cannot be read.
+    pub async fn reload_roles(&self) -> Result<(), AuthError> {
+        let mut roles: HashMap<String, Role> = builtin_roles().into_iter().map(|r| (r.name.clone(), r)).collect();
+        for role in self.store.list_roles().await? {
+            roles.entry(role.name.clone()).or_insert(role);
+        }
+        if let Ok(mut guard) = self.roles.write() {
+            *guard = Arc::new(roles);
+        }
+        Ok(())
+    }
+
+    /// The known roles, built-in and custom.
+    pub fn roles(&self) -> Arc<HashMap<String, Role>> {
+        self.roles.read().map(|guard| guard.clone()).unwrap_or_default()
+    }
+
+    /// Effective permissions of a set of role names.
+    pub fn permissions_of(&self, roles: &[String]) -> PermissionSet {
+        resolve_permissions(roles, &self.roles())
+    }
+
+    pub fn store(&self) -> &SharedStore {
+        &self.store
+    }
+
+    pub fn peppers(&self) -> &[[u8; 32]] {
+        &self.peppers
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// Checks a username and password and issues an access token.
+    ///
+    /// Unknown users, wrong passwords and locked accounts take the same
+    /// Argon2 verification time; the outcome says which for the audit trail.
+    pub async fn login(&self, username: &str, password: &str) -> LoginOutcome {
+        let now = self.clock.now();
+        let fail = |result: AuthError, user_id: Option<Uuid>, locked_now: bool| LoginOutcome {
+            result: Err(result),
+            user_id,
+            locked_now,
+        };
+
+        // Over-long passwords are rejected before hashing so that they
+        // cannot be used to burn CPU.
+        if exceeds_maximum(password) || username.len() > 256 {
+            return fail(AuthError::InvalidCredentials, None, false);
+        }
+
+        let user = match self.store.find_user_by_username(username).await {
+            Ok(user) => user,
+            Err(error) => return fail(error.into(), None, false),
+        };
+        let verified = verify_password_async(password.to_string(), user.as_ref().map(|u| u.password_hash.clone())).await;
+
+        let Some(mut user) = user else {
+            let (locked, locked_now) = self.count_unknown_failure(username, now);
+            let error = match locked {
+                Some(retry_after_seconds) => AuthError::AccountLocked { retry_after_seconds },
+                None => AuthError::InvalidCredentials,
+            };
+            return fail(error, None, locked_now);
+        };
+
+        if let Some(until) = user.locked_until.filter(|until| *until > now) {
+            return fail(AuthError::AccountLocked { retry_after_seconds: seconds_until(now, until) }, Some(user.id), false);
+        }
+        if !verified {
+            let locked_now = self.count_failure(&mut user, now).await;
+            let error = match user.locked_until.filter(|until| *until > now) {
+                Some(until) => AuthError::AccountLocked { retry_after_seconds: seconds_until(now, until) },
+                None => AuthError::InvalidCredentials,
+            };
+            return fail(error, Some(user.id), locked_now);
+        }
+        if user.disabled {
+            return fail(AuthError::AccountDisabled, Some(user.id), false);
+        }
+
+        if user.failed_logins > 0 || user.locked_until.is_some() {
+            user.failed_logins = 0;
+            user.locked_until = None;
+            user.updated_at = now;
+            if let Err(error) = self.store.update_user(&user).await {
+                return fail(error.into(), Some(user.id), false);
+            }
+        }
+        let lifetime = Duration::minutes(i64::from(self.settings.access_token_minutes));
+        let result = self
+            .signer
+            .issue(user.id, TokenType::Access, now, lifetime)
+            .map(|(token, _)| TokenPair {
+                access_token: token,
+                expires_in_seconds: lifetime.num_seconds(),
+                user_id: user.id,
+            })
+            .map_err(|error| AuthError::Internal(error.into()));
+        LoginOutcome {
+            result,
+            user_id: Some(user.id),
+            locked_now: false,
+        }
+    }
+
+    /// Counts a failed login; returns whether this failure locked the account.
+    async fn count_failure(&self, user: &mut User, now: DateTime<Utc>) -> bool {
+        user.failed_logins += 1;
+        let locked_now = user.failed_logins >= self.settings.max_failed_attempts;
+        if locked_now {
+            user.failed_logins = 0;
+            user.locked_until = Some(now + Duration::minutes(i64::from(self.settings.lockout_minutes)));
+        }
+        user.updated_at = now;
+        if let Err(error) = self.store.update_user(user).await {
+            tracing::error!(error = %error, user_id = %user.id, "could not record a failed login");
+        }
+        locked_now
+    }
+
+    /// The same lockout bookkeeping for a username that does not exist.
+    /// Returns the remaining lockout, if locked, and whether this failure locked it.
+    fn count_unknown_failure(&self, username: &str, now: DateTime<Utc>) -> (Option<u64>, bool) {
+        let Ok(mut failures) = self.unknown_failures.0.lock() else {
+            return (None, false);
+        };
+        if failures.len() >= UNKNOWN_USERS_TRACKED {
+            failures.retain(|_, (_, until)| until.is_some_and(|until| until > now));
+        }
+        let record = failures.entry(username.to_string()).or_insert((0, None));
+        if let Some(until) = record.1.filter(|until| *until > now) {
+            return (Some(seconds_until(now, until)), false);
+        }
+        record.0 += 1;
+        if record.0 >= self.settings.max_failed_attempts {
+            let until = now + Duration::minutes(i64::from(self.settings.lockout_minutes));
+            *record = (0, Some(until));
+            return (Some(seconds_until(now, until)), true);
+        }
+        (None, false)
+    }
+
+    /// Authenticates an `Authorization: Bearer` access token.
+    ///
+    /// # Errors
+    /// [`AuthError::TokenExpired`] or [`AuthError::InvalidToken`].
+    pub async fn authenticate_bearer(&self, token: &str) -> Result<Principal, AuthError> {
+        let claims = self
+            .signer
+            .verify(token, TokenType::Access, self.clock.now())
+            .map_err(|error| match error {
+                TokenError::Expired => AuthError::TokenExpired,
+                TokenError::Invalid(reason) => {
+                    tracing::debug!(reason, "bearer token rejected");
+                    AuthError::InvalidToken
+                }
+            })?;
+        let user_id = Uuid::parse_str(&claims.sub).map_err(|_| AuthError::InvalidToken)?;
+        let user = self.store.find_user(user_id).await?.ok_or(AuthError::InvalidToken)?;
+        if user.disabled || claims.iat < user.tokens_valid_after.timestamp() {
+            return Err(AuthError::InvalidToken);
+        }
+        let permissions = self.permissions_of(&user.roles);
+        Ok(principal(&user, permissions, None, None))
+    }
+
+    /// Authenticates an `X-API-Key` header.
+    ///
+    /// # Errors
+    /// [`AuthError::InvalidApiKey`], [`AuthError::ApiKeyRevoked`] or
+    /// [`AuthError::ApiKeyExpired`].
+    pub async fn authenticate_api_key(&self, presented: &str) -> Result<Principal, AuthError> {
+        // A malformed key or a bad checksum is rejected without a lookup.
+        let parsed = api_key::parse(presented).ok_or(AuthError::InvalidApiKey)?;
+        let record = self.store.find_api_key(&parsed.id).await?.ok_or(AuthError::InvalidApiKey)?;
+        if !parsed.matches(&record.secret_hash, &self.peppers) {
+            return Err(AuthError::InvalidApiKey);
+        }
+        let now = self.clock.now();
+        if record.revoked_at.is_some_and(|at| at <= now) {
+            return Err(AuthError::ApiKeyRevoked);
+        }
+        if record.expires_at <= now {
+            return Err(AuthError::ApiKeyExpired);
+        }
+        let owner = self.store.find_user(record.user_id).await?.ok_or(AuthError::InvalidApiKey)?;
+        if owner.disabled {
+            return Err(AuthError::InvalidApiKey);
+        }
+
+        // A key never grants more than its owner holds right now.
+        let key_permissions = PermissionSet::new(record.permissions.iter().filter_map(|p| Permission::parse(p).ok()));
+        let permissions = key_permissions.intersect(&self.permissions_of(&owner.roles));
+        self.note_key_use(&record.id, now);
+        Ok(principal(&owner, permissions, Some(record.id), record.rate_limit_per_minute))
+    }
+
+    fn note_key_use(&self, key_id: &str, at: DateTime<Utc>) {
+        if let Ok(mut usage) = self.key_usage.lock() {
+            usage.insert(key_id.to_string(), at);
+        }
+    }
+
+    /// Writes the coalesced `last_used_at` values gathered since the last call.
+    ///
+    /// # Errors
+    /// Fails when the store rejects the batch; the values are then kept for the next call.
+    pub async fn flush_key_usage(&self) -> Result<(), StorageError> {
+        let pending: Vec<(String, DateTime<Utc>)> = match self.key_usage.lock() {
+            Ok(mut usage) => usage.drain().collect(),
+            Err(_) => return Ok(()),
+        };
+        if pending.is_empty() {
+            return Ok(());
+        }
+        if let Err(error) = self.store.record_api_key_use(&pending).await {
+            if let Ok(mut usage) = self.key_usage.lock() {
+                for (id, at) in pending {
+                    usage.entry(id).or_insert(at);
+                }
+            }
+            return Err(error);
+        }
+        Ok(())
+    }
+}
+
+fn principal(user: &User, permissions: PermissionSet, api_key_id: Option<String>, rate_limit: Option<u32>) -> Principal {
+    Principal {
+        user_id: user.id,
+        username: user.username.clone(),
+        roles: user.roles.clone(),
+        permissions,
+        api_key_id,
+        rate_limit_per_minute: rate_limit,
+        mfa_enabled: user.mfa_enabled,
+    }
+}
+
+fn seconds_until(now: DateTime<Utc>, until: DateTime<Utc>) -> u64 {
+    u64::try_from((until - now).num_seconds().max(1)).unwrap_or(1)
+}

@@ -1,0 +1,156 @@
+//! Token-bucket rate limiting per client.
+//!
+//! A bucket holds up to `burst` tokens and refills at `per_minute / 60` tokens
+//! a second; each request takes one. [`RateLimiter`] is the seam for a shared
+//! (Redis) implementation; [`LocalRateLimiter`] keeps buckets in this process.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+
+/// The limits that apply to one client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    pub per_minute: u32,
+    pub burst: u32,
+}
+
+/// The outcome of taking one token, with what the response headers report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    pub allowed: bool,
+    /// `X-RateLimit-Limit`: the per-minute rate.
+    pub limit: u32,
+    /// `X-RateLimit-Remaining`: whole requests left now, never negative.
+    pub remaining: u32,
+    /// `X-RateLimit-Reset`: seconds until the bucket is full again.
+    pub reset_seconds: u64,
+    /// `Retry-After` when rejected: seconds until one token is back.
+    pub retry_after_seconds: u64,
+}
+
+pub trait RateLimiter: Send + Sync {
+    /// Takes one token from the bucket named `key`.
+    fn check(&self, key: &str, limit: Limit, now: DateTime<Utc>) -> Decision;
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    updated_micros: i64,
+}
+
+/// Buckets kept in memory, one per key.
+#[derive(Default)]
+pub struct LocalRateLimiter {
+    buckets: Mutex<HashMap<String, Bucket>>,
+}
+
+/// Bucket count above which full, idle buckets are dropped.
+const PRUNE_THRESHOLD: usize = 100_000;
+
+impl LocalRateLimiter {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+fn refill(bucket: Bucket, limit: Limit, now_micros: i64) -> f64 {
+    let rate_per_micro = f64::from(limit.per_minute) / 60_000_000.0;
+    let elapsed = (now_micros - bucket.updated_micros).max(0) as f64;
+    (bucket.tokens + elapsed * rate_per_micro).min(f64::from(limit.burst))
+}
+
+/// Decides one request against a bucket; shared by every implementation so
+/// that local and shared limiting round the same way.
+pub fn take_token(tokens: f64, limit: Limit) -> (f64, Decision) {
+    let rate_per_second = f64::from(limit.per_minute) / 60.0;
+    let allowed = tokens >= 1.0;
+    let left = if allowed { tokens - 1.0 } else { tokens };
+    let seconds_until = |target: f64| ((target - left).max(0.0) / rate_per_second).ceil() as u64;
+    let decision = Decision {
+        allowed,
+        limit: limit.per_minute,
+        remaining: left.floor().max(0.0) as u32,
+        reset_seconds: seconds_until(f64::from(limit.burst)),
+        retry_after_seconds: if allowed { 0 } else { seconds_until(1.0).max(1) },
+    };
+    (left, decision)
+}
+
+impl RateLimiter for LocalRateLimiter {
+    fn check(&self, key: &str, limit: Limit, now: DateTime<Utc>) -> Decision {
+        let now_micros = now.timestamp_micros();
+        let mut buckets = match self.buckets.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+
+        if buckets.len() > PRUNE_THRESHOLD {
+            buckets.retain(|_, bucket| refill(*bucket, limit, now_micros) < f64::from(limit.burst));
+        }
+
+        let bucket = buckets.entry(key.to_string()).or_insert(Bucket {
+            tokens: f64::from(limit.burst),
+            updated_micros: now_micros,
+        });
+        let tokens = refill(*bucket, limit, now_micros);
+        let (left, decision) = take_token(tokens, limit);
+        *bucket = Bucket {
+            tokens: left,
+            updated_micros: now_micros,
+        };
+        decision
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMIT: Limit = Limit { per_minute: 60, burst: 3 };
+
+    #[test]
+    fn burst_then_reject() {
+        let limiter = LocalRateLimiter::new();
+        let now = Utc::now();
+        let remaining: Vec<u32> = (0..3).map(|_| limiter.check("k", LIMIT, now).remaining).collect();
+        assert_eq!(remaining, vec![2, 1, 0]);
+        let rejected = limiter.check("k", LIMIT, now);
+        assert!(!rejected.allowed);
+        assert_eq!(rejected.remaining, 0);
+        assert_eq!(rejected.retry_after_seconds, 1);
+    }
+
+    #[test]
+    fn refills_at_rate() {
+        let limiter = LocalRateLimiter::new();
+        let now = Utc::now();
+        for _ in 0..3 {
+            limiter.check("k", LIMIT, now);
+        }
+        assert!(!limiter.check("k", LIMIT, now).allowed);
+        assert!(limiter.check("k", LIMIT, now + chrono::Duration::seconds(1)).allowed);
+    }
+
+    #[test]
+    fn reset_is_seconds_until_full() {
+        let limiter = LocalRateLimiter::new();
+        let now = Utc::now();
+        let decision = limiter.check("k", LIMIT, now);
+        assert_eq!(decision.reset_seconds, 1);
+        limiter.check("k", LIMIT, now);
+        assert_eq!(limiter.check("k", LIMIT, now).reset_seconds, 3);
+    }
+
+    #[test]
+    fn keys_have_separate_buckets() {
+        let limiter = LocalRateLimiter::new();
+        let now = Utc::now();
+        for _ in 0..3 {
+            limiter.check("a", LIMIT, now);
+        }
+        assert!(limiter.check("b", LIMIT, now).allowed);
+    }
+}

@@ -1,0 +1,173 @@
+//! Bulk import of JSON Lines, one entry per line, in batched transactions.
+//! A bad line is reported and skipped; it never stops the others.
+
+use serde::Serialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::entry::EntryInput;
+use super::service::{Registry, RegistryResult};
+use crate::storage::{ImportOutcome, ImportPolicy, StoredEntry};
+
+/// Entries written per transaction.
+pub const IMPORT_BATCH_SIZE: usize = 500;
+/// Problems listed in a report; further ones are only counted.
+const MAX_LISTED_ERRORS: usize = 1000;
+
+/// A line that was not imported, and why.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ImportError {
+    pub line: u64,
+    pub code: &'static str,
+    pub detail: String,
+}
+
+/// The outcome of an import.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ImportReport {
+    pub created: u64,
+    pub updated: u64,
+    pub skipped: u64,
+    pub errors: Vec<ImportError>,
+    /// Problems beyond the first 1000, counted but not listed.
+    pub errors_omitted: u64,
+}
+
+impl ImportReport {
+    fn note(&mut self, error: ImportError) {
+        if self.errors.len() < MAX_LISTED_ERRORS {
+            self.errors.push(error);
+        } else {
+            self.errors_omitted += 1;
+        }
+    }
+}
+
+/// An import in progress: feed it lines, then [`ImportSession::finish`].
+pub struct ImportSession {
+    registry: Registry,
+    owner: Uuid,
+    policy: ImportPolicy,
+    batch: Vec<(u64, StoredEntry)>,
+    report: ImportReport,
+}
+
+impl Registry {
+    /// Starts an import whose new entries belong to `owner`. With
+    /// `update_existing`, existing entries are updated where `owner` owns
+    /// them or `may_update_any` is set; otherwise they are skipped.
+    pub fn start_import(&self, owner: Uuid, update_existing: bool, may_update_any: bool) -> ImportSession {
+        let policy = if update_existing {
+            ImportPolicy::Update {
+                importer: owner,
+                may_update_any,
+            }
+        } else {
+            ImportPolicy::Skip
+        };
+        ImportSession {
+            registry: self.clone(),
+            owner,
+            policy,
+            batch: Vec::with_capacity(IMPORT_BATCH_SIZE),
+            report: ImportReport::default(),
+        }
+    }
+}
+
+impl ImportSession {
+    /// Parses one line (numbered from 1) and queues it; writes a batch when full.
+    ///
+    /// # Errors
+    /// Only storage failures; bad lines are recorded in the report.
+    pub async fn push_line(&mut self, number: u64, line: &[u8]) -> RegistryResult<()> {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return Ok(());
+        }
+        match self.parse(line) {
+            Ok(entry) => self.batch.push((number, entry)),
+            Err((code, detail)) => {
+                self.report.skipped += 1;
+                self.report.note(ImportError { line: number, code, detail });
+            }
+        }
+        if self.batch.len() >= IMPORT_BATCH_SIZE {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Records a line that was too long to read, without parsing it.
+    pub fn reject_line(&mut self, number: u64, code: &'static str, detail: String) {
+        self.report.skipped += 1;
+        self.report.note(ImportError { line: number, code, detail });
+    }
+
+    fn parse(&self, line: &[u8]) -> Result<StoredEntry, (&'static str, String)> {
+        let text = std::str::from_utf8(line).map_err(|_| ("invalid_utf8", "the line is not valid UTF-8".to_string()))?;
+        // serde_json stops at 128 levels of nesting, so a hostile line cannot
+        // exhaust the stack.
+        let value: Value = serde_json::from_str(text).map_err(|error| {
+            let detail = error.to_string();
+            let detail = detail.split(" at line ").next().unwrap_or(&detail).to_string();
+            ("invalid_json", detail)
+        })?;
+        let input = EntryInput::from_value(value).map_err(|errors| {
+            let detail = errors
+                .iter()
+                .map(|error| format!("{}: {}", error.field, error.message))
+                .collect::<Vec<_>>()
+                .join("; ");
+            ("invalid_entry", detail)
+        })?;
+        let mut entry = self.registry.blank_entry(self.owner);
+        let sensitive = self.registry.encrypt_sensitive(entry.id, &input);
+        input.apply_to(&mut entry, sensitive);
+        Ok(entry)
+    }
+
+    async fn flush(&mut self) -> RegistryResult<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let entries: Vec<StoredEntry> = self.batch.iter().map(|(_, entry)| entry.clone()).collect();
+        let outcomes = self.registry.store.import_entries(&entries, self.policy).await?;
+        for ((number, entry), outcome) in self.batch.drain(..).zip(outcomes) {
+            match outcome {
+                ImportOutcome::Created => self.report.created += 1,
+                ImportOutcome::Updated => self.report.updated += 1,
+                ImportOutcome::SkippedExisting => {
+                    self.report.skipped += 1;
+                    self.report.note(ImportError {
+                        line: number,
+                        code: "already_exists",
+                        detail: format!("{}/{} already exists", entry.category, entry.name),
+                    });
+                }
+                ImportOutcome::SkippedNotOwner => {
+                    self.report.skipped += 1;
+                    self.report.note(ImportError {
+                        line: number,
+                        code: "not_owner",
+                        detail: format!("{}/{} belongs to another user", entry.category, entry.name),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the last batch and returns the report.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn finish(mut self) -> RegistryResult<ImportReport> {
+        self.flush().await?;
+        Ok(self.report)
+    }
+
+    /// The report so far (for progress display).
+    pub fn report(&self) -> &ImportReport {
+        &self.report
+    }
+}

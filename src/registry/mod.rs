@@ -1,0 +1,15 @@
+//! The registry's domain: entry validation, ownership rules, search terms,
+//! import and export. Handlers and CLI commands call [`Registry`]; storage
+//! only ever sees validated records.
+
+mod entry;
+mod import;
+mod merge_patch;
+mod service;
+mod validate;
+
+pub use entry::{EntryInput, EntryView, FieldError, SERVER_FIELDS};
+pub use import::{ImportError, ImportReport, IMPORT_BATCH_SIZE};
+pub use merge_patch::merge_patch;
+pub use service::{ListPage, Registry, RegistryError, SearchPage};
+pub use validate::{search_terms, validate_slug, STATUSES};

@@ -1,0 +1,187 @@
+//! Building and running the server: used by `main` and by the tests, so both
+//! run exactly the same code.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::extract::ConnectInfo;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tower::ServiceExt;
+
+use crate::app::{ensure_admin, AppState};
+use crate::clock::Clock;
+use crate::config::Config;
+
+/// Longest request head accepted (request line plus headers); a larger one
+/// gets 431 from hyper.
+const MAX_HEADER_BYTES: usize = 32 * 1024;
+/// How often coalesced API-key `last_used_at` values are written.
+const KEY_USAGE_FLUSH: Duration = Duration::from_secs(30);
+
+/// A bound, ready-to-run server.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    audit_thread: std::thread::JoinHandle<()>,
+}
+
+impl Application {
+    /// Opens storage, bootstraps the administrator and binds the listener.
+    ///
+    /// # Errors
+    /// Fails when storage, secrets, the audit log or the address cannot be opened.
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        Self::build_with_clock(config, None).await
+    }
+
+    /// As [`Application::build`], with an injected clock (tests).
+    ///
+    /// # Errors
+    /// As [`Application::build`].
+    pub async fn build_with_clock(config: Config, clock: Option<Arc<dyn Clock>>) -> anyhow::Result<Application> {
+        let bind_address = config.bind_address;
+        let (state, audit_thread) = AppState::build(config, clock).await?;
+
+        let generated = ensure_admin(&state.store, &state.config.admin_username, state.config.admin_password.as_ref(), state.clock.now()).await?;
+        if let Some(password) = generated {
+            // Printed to the terminal once, never to the structured log.
+            eprintln!(
+                "\nCreated the administrator `{}` with the generated password:\n\n    {}\n\nIt is shown only this once. Log in and change it.\n",
+                state.config.admin_username,
+                password.expose()
+            );
+        }
+
+        let listener = TcpListener::bind(bind_address)
+            .await
+            .with_context(|| format!("could not listen on BIND_ADDRESS {bind_address}"))?;
+        Ok(Application {
+            listener,
+            state,
+            audit_thread,
+        })
+    }
+
+    /// The address actually bound (the port is chosen by the OS for `:0`).
+    ///
+    /// # Errors
+    /// When the socket has no local address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until Ctrl-C or SIGTERM.
+    ///
+    /// # Errors
+    /// As [`Application::run_until`].
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, lets requests
+    /// in flight finish (up to 30 s) and flushes the audit log.
+    ///
+    /// # Errors
+    /// Only for failures outside individual connections.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+        let Application {
+            listener,
+            state,
+            audit_thread,
+        } = self;
+        let address = listener.local_addr()?;
+        tracing::info!(address = %address, "listening");
+
+        let flusher = tokio::spawn(flush_key_usage(state.clone()));
+        let router = crate::api::router(state.clone());
+        let graceful = GracefulShutdown::new();
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(30))
+            .max_buf_size(MAX_HEADER_BYTES);
+        tokio::pin!(shutdown);
+
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(pair) => pair,
+                    Err(error) => {
+                        tracing::warn!(error = %error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let router = router.clone();
+            let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                router.clone().oneshot(request.map(axum::body::Body::new))
+            });
+            let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+            tokio::spawn(async move {
+                if let Err(error) = connection.await {
+                    tracing::debug!(error = %error, "connection closed with an error");
+                }
+            });
+        }
+
+        tracing::info!("shutting down");
+        if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown()).await.is_err() {
+            tracing::warn!("requests still running after 30 s were dropped");
+        }
+        flusher.abort();
+        if let Err(error) = state.auth.flush_key_usage().await {
+            tracing::warn!(error = %error, "could not write API key usage at shutdown");
+        }
+        // Dropping the last handle closes the channel; the writer drains it,
+        // syncs the file and exits.
+        drop(router);
+        drop(state);
+        let _ = tokio::task::spawn_blocking(move || audit_thread.join()).await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+async fn flush_key_usage(state: AppState) {
+    let mut interval = tokio::time::interval(KEY_USAGE_FLUSH);
+    loop {
+        interval.tick().await;
+        if let Err(error) = state.auth.flush_key_usage().await {
+            tracing::warn!(error = %error, "could not write API key usage; will retry");
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+}

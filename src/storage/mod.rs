@@ -1,0 +1,118 @@
+//! Persistence behind one trait, [`Store`], so that request handlers and CLI
+//! commands never see SQL. Each backend (`sqlite`, and PostgreSQL alongside it)
+//! owns its migrations and its dialect; validation, permissions and
+//! encryption happen in higher layers before a record reaches a store.
+
+mod records;
+pub mod sqlite;
+mod time_format;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+pub use records::*;
+
+/// Storage failures, named for what the caller must do about them.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// A uniqueness constraint rejected the write (e.g. `(category, name)`).
+    #[error("conflict on {constraint}")]
+    Conflict { constraint: &'static str },
+    /// The row changed since it was read (optimistic concurrency).
+    #[error("the record was changed concurrently")]
+    StaleRevision,
+    /// The database cannot be reached or answered with an I/O failure.
+    #[error("database unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    /// Anything else the database reported.
+    #[error("database error")]
+    Database(#[source] sqlx::Error),
+    /// A stored value could not be decoded (corruption or a bad migration).
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+}
+
+pub type StorageResult<T> = Result<T, StorageError>;
+
+/// The shared handle that the application passes around.
+pub type SharedStore = Arc<dyn Store>;
+
+/// Everything the registry persists. Implementations keep each method atomic.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Checks that the database answers.
+    async fn ping(&self) -> StorageResult<()>;
+
+    async fn count_users(&self) -> StorageResult<i64>;
+    async fn insert_user(&self, user: &User) -> StorageResult<()>;
+    async fn find_user(&self, id: Uuid) -> StorageResult<Option<User>>;
+    async fn find_user_by_username(&self, username: &str) -> StorageResult<Option<User>>;
+    async fn list_users(&self, after: Option<&UserCursor>, limit: u32) -> StorageResult<Vec<User>>;
+    /// Replaces the mutable fields of a user (roles, flags, lockout state).
+    async fn update_user(&self, user: &User) -> StorageResult<()>;
+
+    /// Custom roles; the built-in ones live in code.
+    async fn list_roles(&self) -> StorageResult<Vec<crate::rbac::Role>>;
+
+    async fn insert_entry(&self, entry: &StoredEntry) -> StorageResult<()>;
+    async fn find_entry(&self, id: Uuid) -> StorageResult<Option<StoredEntry>>;
+    /// Writes `entry` if the stored revision is still `entry.revision - 1`.
+    async fn update_entry(&self, entry: &StoredEntry) -> StorageResult<()>;
+    /// Deletes an entry; returns whether it existed.
+    async fn delete_entry(&self, id: Uuid) -> StorageResult<bool>;
+    async fn list_entries(&self, filter: &EntryFilter, after: Option<&EntryCursor>, limit: u32) -> StorageResult<Vec<StoredEntry>>;
+    /// Ranked full-text search; `terms` are plain words, never query syntax.
+    async fn search_entries(&self, terms: &[String], filter: &EntryFilter, offset: u32, limit: u32) -> StorageResult<Vec<(StoredEntry, f64)>>;
+    async fn entry_analytics(&self, days: u32) -> StorageResult<EntryAnalytics>;
+    /// Writes a batch of imported entries in one transaction, one outcome per entry.
+    async fn import_entries(&self, batch: &[StoredEntry], policy: ImportPolicy) -> StorageResult<Vec<ImportOutcome>>;
+
+    async fn insert_api_key(&self, key: &ApiKeyRecord) -> StorageResult<()>;
+    async fn find_api_key(&self, id: &str) -> StorageResult<Option<ApiKeyRecord>>;
+    async fn list_api_keys(&self, user_id: Option<Uuid>) -> StorageResult<Vec<ApiKeyRecord>>;
+    /// Sets `revoked_at` unless it is already earlier; returns whether the key exists.
+    async fn revoke_api_key(&self, id: &str, at: chrono::DateTime<chrono::Utc>) -> StorageResult<bool>;
+    /// Writes coalesced `last_used_at` values in one transaction.
+    async fn record_api_key_use(&self, uses: &[(String, chrono::DateTime<chrono::Utc>)]) -> StorageResult<()>;
+}
+
+/// Opens the store named by `database_url` and applies its migrations.
+///
+/// # Errors
+/// Fails when the database cannot be opened or migrated.
+pub async fn connect(database_url: &str) -> StorageResult<SharedStore> {
+    if database_url.starts_with("sqlite:") {
+        let store = sqlite::SqliteStore::connect(database_url).await?;
+        return Ok(Arc::new(store));
+    }
+    // NOTE: only the embedded SQLite backend exists so far; configuration
+    // validation accepts PostgreSQL URLs, which fail here with this error.
+    Err(StorageError::Corrupt("PostgreSQL storage is not available in this build".into()))
+}
+
+/// Maps a sqlx error to the storage error a caller can act on.
+pub(crate) fn classify(error: sqlx::Error) -> StorageError {
+    match &error {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
+            StorageError::Unavailable(error)
+        }
+        sqlx::Error::Database(db) if db.is_unique_violation() => StorageError::Conflict {
+            constraint: constraint_name(db.message()),
+        },
+        _ => StorageError::Database(error),
+    }
+}
+
+/// Names a uniqueness violation after the columns involved, the same way on
+/// every backend, so that callers can turn it into a precise 409.
+fn constraint_name(message: &str) -> &'static str {
+    if message.contains("category") || message.contains("entries_category_name") {
+        "entries_category_name"
+    } else if message.contains("username") {
+        "users_username"
+    } else {
+        "unique"
+    }
+}

@@ -1,0 +1,550 @@
+//! The embedded SQLite backend: one database file in WAL mode behind a
+//! connection pool, with FTS5 for ranked search. It owns the SQL text for
+//! SQLite; callers hand it validated records and get records back.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
+use uuid::Uuid;
+
+use super::time_format::{decode, encode};
+use super::*;
+use crate::rbac::{Permission, Role};
+
+const ENTRY_COLUMNS: &str = "e.id, e.category, e.name, e.title, e.description, e.status, e.version, \
+    e.tags, e.metadata, e.sensitive, e.owner_id, e.revision, e.created_at, e.updated_at";
+
+/// A pool of connections to one SQLite database file.
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database and applies the migrations.
+    ///
+    /// # Errors
+    /// Fails when the file cannot be opened or a migration fails.
+    pub async fn connect(database_url: &str) -> StorageResult<Self> {
+        let options = SqliteConnectOptions::from_str(database_url)
+            .map_err(classify)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await
+            .map_err(classify)?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&pool)
+            .await
+            .map_err(|error| StorageError::Database(error.into()))?;
+        Ok(SqliteStore { pool })
+    }
+}
+
+fn json_list(text: &str) -> StorageResult<Vec<String>> {
+    serde_json::from_str(text).map_err(|_| StorageError::Corrupt("bad JSON list".into()))
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    // Serialising plain lists and JSON values cannot fail.
+    serde_json::to_string(value).unwrap_or_else(|_| "null".into())
+}
+
+fn uuid(text: &str) -> StorageResult<Uuid> {
+    Uuid::parse_str(text).map_err(|_| StorageError::Corrupt(format!("bad id `{text}`")))
+}
+
+fn optional_time(text: Option<String>) -> StorageResult<Option<DateTime<Utc>>> {
+    text.as_deref().map(decode).transpose()
+}
+
+fn user_from_row(row: &SqliteRow) -> StorageResult<User> {
+    Ok(User {
+        id: uuid(row.get("id"))?,
+        username: row.get("username"),
+        password_hash: row.get("password_hash"),
+        roles: json_list(row.get("roles"))?,
+        disabled: row.get::<i64, _>("disabled") != 0,
+        failed_logins: u32::try_from(row.get::<i64, _>("failed_logins")).unwrap_or(u32::MAX),
+        locked_until: optional_time(row.get("locked_until"))?,
+        mfa_enabled: row.get::<i64, _>("mfa_enabled") != 0,
+        tokens_valid_after: decode(row.get("tokens_valid_after"))?,
+        created_at: decode(row.get("created_at"))?,
+        updated_at: decode(row.get("updated_at"))?,
+    })
+}
+
+fn entry_from_row(row: &SqliteRow) -> StorageResult<StoredEntry> {
+    let metadata: String = row.get("metadata");
+    Ok(StoredEntry {
+        id: uuid(row.get("id"))?,
+        category: row.get("category"),
+        name: row.get("name"),
+        title: row.get("title"),
+        description: row.get("description"),
+        status: row.get("status"),
+        version: row.get("version"),
+        tags: json_list(row.get("tags"))?,
+        metadata: serde_json::from_str(&metadata).map_err(|_| StorageError::Corrupt("bad metadata".into()))?,
+        sensitive: row.get("sensitive"),
+        owner_id: uuid(row.get("owner_id"))?,
+        revision: row.get("revision"),
+        created_at: decode(row.get("created_at"))?,
+        updated_at: decode(row.get("updated_at"))?,
+    })
+}
+
+fn api_key_from_row(row: &SqliteRow) -> StorageResult<ApiKeyRecord> {
+    Ok(ApiKeyRecord {
+        id: row.get("id"),
+        user_id: uuid(row.get("user_id"))?,
+        name: row.get("name"),
+        secret_hash: row.get("secret_hash"),
+        permissions: json_list(row.get("permissions"))?,
+        rate_limit_per_minute: row
+            .get::<Option<i64>, _>("rate_limit_per_minute")
+            .and_then(|v| u32::try_from(v).ok()),
+        created_at: decode(row.get("created_at"))?,
+        expires_at: decode(row.get("expires_at"))?,
+        revoked_at: optional_time(row.get("revoked_at"))?,
+        last_used_at: optional_time(row.get("last_used_at"))?,
+    })
+}
+
+/// Appends the `AND …` clauses of a filter, every value bound.
+fn push_filter(query: &mut QueryBuilder<'_, Sqlite>, filter: &EntryFilter) {
+    if let Some(category) = &filter.category {
+        query.push(" AND e.category = ").push_bind(category.clone());
+    }
+    if let Some(status) = &filter.status {
+        query.push(" AND e.status = ").push_bind(status.clone());
+    }
+    if let Some(owner) = filter.owner_id {
+        query.push(" AND e.owner_id = ").push_bind(owner.to_string());
+    }
+    for tag in &filter.tags {
+        query
+            .push(" AND EXISTS (SELECT 1 FROM entry_tags t WHERE t.entry_id = e.id AND t.tag = ")
+            .push_bind(tag.clone())
+            .push(")");
+    }
+}
+
+async fn insert_entry_row(connection: &mut SqliteConnection, entry: &StoredEntry) -> StorageResult<()> {
+    sqlx::query(
+        "INSERT INTO entries (id, category, name, title, description, status, version, tags, metadata, \
+         sensitive, owner_id, revision, created_at, updated_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(entry.id.to_string())
+    .bind(&entry.category)
+    .bind(&entry.name)
+    .bind(&entry.title)
+    .bind(&entry.description)
+    .bind(&entry.status)
+    .bind(&entry.version)
+    .bind(to_json(&entry.tags))
+    .bind(to_json(&entry.metadata))
+    .bind(&entry.sensitive)
+    .bind(entry.owner_id.to_string())
+    .bind(entry.revision)
+    .bind(encode(entry.created_at))
+    .bind(encode(entry.updated_at))
+    .execute(&mut *connection)
+    .await
+    .map_err(classify)?;
+    replace_tags(connection, entry).await
+}
+
+async fn replace_tags(connection: &mut SqliteConnection, entry: &StoredEntry) -> StorageResult<()> {
+    sqlx::query("DELETE FROM entry_tags WHERE entry_id = ?")
+        .bind(entry.id.to_string())
+        .execute(&mut *connection)
+        .await
+        .map_err(classify)?;
+    for tag in &entry.tags {
+        sqlx::query("INSERT OR IGNORE INTO entry_tags (entry_id, tag) VALUES (?, ?)")
+            .bind(entry.id.to_string())
+            .bind(tag)
+            .execute(&mut *connection)
+            .await
+            .map_err(classify)?;
+    }
+    Ok(())
+}
+
+/// Overwrites the content of the row with `entry.id`, checking the revision.
+async fn update_entry_row(connection: &mut SqliteConnection, entry: &StoredEntry) -> StorageResult<()> {
+    let result = sqlx::query(
+        "UPDATE entries SET category = ?, name = ?, title = ?, description = ?, status = ?, version = ?, \
+         tags = ?, metadata = ?, sensitive = ?, revision = ?, updated_at = ? WHERE id = ? AND revision = ?",
+    )
+    .bind(&entry.category)
+    .bind(&entry.name)
+    .bind(&entry.title)
+    .bind(&entry.description)
+    .bind(&entry.status)
+    .bind(&entry.version)
+    .bind(to_json(&entry.tags))
+    .bind(to_json(&entry.metadata))
+    .bind(&entry.sensitive)
+    .bind(entry.revision)
+    .bind(encode(entry.updated_at))
+    .bind(entry.id.to_string())
+    .bind(entry.revision - 1)
+    .execute(&mut *connection)
+    .await
+    .map_err(classify)?;
+    if result.rows_affected() == 0 {
+        return Err(StorageError::StaleRevision);
+    }
+    replace_tags(connection, entry).await
+}
+
+async fn import_one(connection: &mut SqliteConnection, entry: &StoredEntry, policy: ImportPolicy) -> StorageResult<ImportOutcome> {
+    let existing = sqlx::query("SELECT id, owner_id, revision, created_at FROM entries WHERE category = ? AND name = ?")
+        .bind(&entry.category)
+        .bind(&entry.name)
+        .fetch_optional(&mut *connection)
+        .await
+        .map_err(classify)?;
+    let Some(existing) = existing else {
+        insert_entry_row(connection, entry).await?;
+        return Ok(ImportOutcome::Created);
+    };
+
+    let ImportPolicy::Update { importer, may_update_any } = policy else {
+        return Ok(ImportOutcome::SkippedExisting);
+    };
+    let owner_id = uuid(existing.get("owner_id"))?;
+    if owner_id != importer && !may_update_any {
+        return Ok(ImportOutcome::SkippedNotOwner);
+    }
+    let updated = StoredEntry {
+        id: uuid(existing.get("id"))?,
+        owner_id,
+        revision: existing.get::<i64, _>("revision") + 1,
+        created_at: decode(existing.get("created_at"))?,
+        ..entry.clone()
+    };
+    update_entry_row(connection, &updated).await?;
+    Ok(ImportOutcome::Updated)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> StorageResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(classify)?;
+        Ok(())
+    }
+
+    async fn count_users(&self) -> StorageResult<i64> {
+        sqlx::query_scalar("SELECT COUNT(*) FROM users")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)
+    }
+
+    async fn insert_user(&self, user: &User) -> StorageResult<()> {
+        sqlx::query(
+            "INSERT INTO users (id, username, password_hash, roles, disabled, failed_logins, locked_until, \
+             mfa_enabled, tokens_valid_after, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(user.id.to_string())
+        .bind(&user.username)
+        .bind(&user.password_hash)
+        .bind(to_json(&user.roles))
+        .bind(user.disabled)
+        .bind(i64::from(user.failed_logins))
+        .bind(user.locked_until.map(encode))
+        .bind(user.mfa_enabled)
+        .bind(encode(user.tokens_valid_after))
+        .bind(encode(user.created_at))
+        .bind(encode(user.updated_at))
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn find_user(&self, id: Uuid) -> StorageResult<Option<User>> {
+        let row = sqlx::query("SELECT * FROM users WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn find_user_by_username(&self, username: &str) -> StorageResult<Option<User>> {
+        let row = sqlx::query("SELECT * FROM users WHERE username = ?")
+            .bind(username)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn list_users(&self, after: Option<&UserCursor>, limit: u32) -> StorageResult<Vec<User>> {
+        let mut query = QueryBuilder::<Sqlite>::new("SELECT * FROM users WHERE 1 = 1");
+        if let Some(cursor) = after {
+            let created = encode(cursor.created_at);
+            query
+                .push(" AND (created_at > ")
+                .push_bind(created.clone())
+                .push(" OR (created_at = ")
+                .push_bind(created)
+                .push(" AND id > ")
+                .push_bind(cursor.id.to_string())
+                .push("))");
+        }
+        query.push(" ORDER BY created_at, id LIMIT ").push_bind(i64::from(limit));
+        let rows = query.build().fetch_all(&self.pool).await.map_err(classify)?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    async fn update_user(&self, user: &User) -> StorageResult<()> {
+        sqlx::query(
+            "UPDATE users SET password_hash = ?, roles = ?, disabled = ?, failed_logins = ?, locked_until = ?, \
+             mfa_enabled = ?, tokens_valid_after = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(&user.password_hash)
+        .bind(to_json(&user.roles))
+        .bind(user.disabled)
+        .bind(i64::from(user.failed_logins))
+        .bind(user.locked_until.map(encode))
+        .bind(user.mfa_enabled)
+        .bind(encode(user.tokens_valid_after))
+        .bind(encode(user.updated_at))
+        .bind(user.id.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn list_roles(&self) -> StorageResult<Vec<Role>> {
+        let rows = sqlx::query("SELECT name, description, permissions, inherits FROM roles ORDER BY name")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        rows.iter()
+            .map(|row| {
+                let permissions = json_list(row.get("permissions"))?
+                    .iter()
+                    .map(|p| Permission::parse(p).map_err(|e| StorageError::Corrupt(e.to_string())))
+                    .collect::<StorageResult<Vec<_>>>()?;
+                Ok(Role {
+                    name: row.get("name"),
+                    description: row.get("description"),
+                    permissions,
+                    inherits: json_list(row.get("inherits"))?,
+                    builtin: false,
+                })
+            })
+            .collect()
+    }
+
+    async fn insert_entry(&self, entry: &StoredEntry) -> StorageResult<()> {
+        let mut transaction = self.pool.begin().await.map_err(classify)?;
+        insert_entry_row(&mut transaction, entry).await?;
+        transaction.commit().await.map_err(classify)
+    }
+
+    async fn find_entry(&self, id: Uuid) -> StorageResult<Option<StoredEntry>> {
+        let sql = format!("SELECT {ENTRY_COLUMNS} FROM entries e WHERE e.id = ?");
+        let row = sqlx::query(&sql)
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        row.as_ref().map(entry_from_row).transpose()
+    }
+
+    async fn update_entry(&self, entry: &StoredEntry) -> StorageResult<()> {
+        let mut transaction = self.pool.begin().await.map_err(classify)?;
+        update_entry_row(&mut transaction, entry).await?;
+        transaction.commit().await.map_err(classify)
+    }
+
+    async fn delete_entry(&self, id: Uuid) -> StorageResult<bool> {
+        let result = sqlx::query("DELETE FROM entries WHERE id = ?")
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    async fn list_entries(&self, filter: &EntryFilter, after: Option<&EntryCursor>, limit: u32) -> StorageResult<Vec<StoredEntry>> {
+        let mut query = QueryBuilder::<Sqlite>::new(format!("SELECT {ENTRY_COLUMNS} FROM entries e WHERE 1 = 1"));
+        push_filter(&mut query, filter);
+        if let Some(cursor) = after {
+            let created = encode(cursor.created_at);
+            query
+                .push(" AND (e.created_at > ")
+                .push_bind(created.clone())
+                .push(" OR (e.created_at = ")
+                .push_bind(created)
+                .push(" AND e.id > ")
+                .push_bind(cursor.id.to_string())
+                .push("))");
+        }
+        query.push(" ORDER BY e.created_at, e.id LIMIT ").push_bind(i64::from(limit));
+        let rows = query.build().fetch_all(&self.pool).await.map_err(classify)?;
+        rows.iter().map(entry_from_row).collect()
+    }
+
+    async fn search_entries(&self, terms: &[String], filter: &EntryFilter, offset: u32, limit: u32) -> StorageResult<Vec<(StoredEntry, f64)>> {
+        if terms.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Each term becomes an FTS5 string literal, so no query syntax from the
+        // client reaches the MATCH expression; OR lets partial matches rank lower.
+        let expression = terms
+            .iter()
+            .map(|term| format!("\"{}\"", term.replace('"', "\"\"")))
+            .collect::<Vec<_>>()
+            .join(" OR ");
+
+        let mut query = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT {ENTRY_COLUMNS}, bm25(entries_fts, 10.0, 5.0, 1.0, 3.0) AS rank \
+             FROM entries_fts JOIN entries e ON e.rowid = entries_fts.rowid WHERE entries_fts MATCH "
+        ));
+        query.push_bind(expression);
+        push_filter(&mut query, filter);
+        query
+            .push(" ORDER BY rank, e.id LIMIT ")
+            .push_bind(i64::from(limit))
+            .push(" OFFSET ")
+            .push_bind(i64::from(offset));
+        let rows = query.build().fetch_all(&self.pool).await.map_err(classify)?;
+        rows.iter()
+            .map(|row| Ok((entry_from_row(row)?, -row.get::<f64, _>("rank"))))
+            .collect()
+    }
+
+    async fn entry_analytics(&self, days: u32) -> StorageResult<EntryAnalytics> {
+        let pairs = |rows: Vec<SqliteRow>| -> Vec<(String, i64)> {
+            rows.iter().map(|row| (row.get::<String, _>(0), row.get::<i64, _>(1))).collect()
+        };
+        let total = sqlx::query_scalar("SELECT COUNT(*) FROM entries")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)?;
+        let by_category = sqlx::query("SELECT category, COUNT(*) FROM entries GROUP BY category ORDER BY category")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        let by_status = sqlx::query("SELECT status, COUNT(*) FROM entries GROUP BY status ORDER BY status")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        let top_tags = sqlx::query("SELECT tag, COUNT(*) AS n FROM entry_tags GROUP BY tag ORDER BY n DESC, tag LIMIT 10")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        let since = encode(Utc::now() - chrono::Duration::days(i64::from(days)));
+        let created_per_day = sqlx::query(
+            "SELECT substr(created_at, 1, 10) AS day, COUNT(*) FROM entries WHERE created_at >= ? GROUP BY day ORDER BY day",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(EntryAnalytics {
+            total,
+            by_category: pairs(by_category),
+            by_status: pairs(by_status),
+            top_tags: pairs(top_tags),
+            created_per_day: pairs(created_per_day),
+        })
+    }
+
+    async fn import_entries(&self, batch: &[StoredEntry], policy: ImportPolicy) -> StorageResult<Vec<ImportOutcome>> {
+        let mut transaction = self.pool.begin().await.map_err(classify)?;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for entry in batch {
+            outcomes.push(import_one(&mut transaction, entry, policy).await?);
+        }
+        transaction.commit().await.map_err(classify)?;
+        Ok(outcomes)
+    }
+
+    async fn insert_api_key(&self, key: &ApiKeyRecord) -> StorageResult<()> {
+        sqlx::query(
+            "INSERT INTO api_keys (id, user_id, name, secret_hash, permissions, rate_limit_per_minute, \
+             created_at, expires_at, revoked_at, last_used_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&key.id)
+        .bind(key.user_id.to_string())
+        .bind(&key.name)
+        .bind(&key.secret_hash)
+        .bind(to_json(&key.permissions))
+        .bind(key.rate_limit_per_minute.map(i64::from))
+        .bind(encode(key.created_at))
+        .bind(encode(key.expires_at))
+        .bind(key.revoked_at.map(encode))
+        .bind(key.last_used_at.map(encode))
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn find_api_key(&self, id: &str) -> StorageResult<Option<ApiKeyRecord>> {
+        let row = sqlx::query("SELECT * FROM api_keys WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        row.as_ref().map(api_key_from_row).transpose()
+    }
+
+    async fn list_api_keys(&self, user_id: Option<Uuid>) -> StorageResult<Vec<ApiKeyRecord>> {
+        let mut query = QueryBuilder::<Sqlite>::new("SELECT * FROM api_keys WHERE 1 = 1");
+        if let Some(user_id) = user_id {
+            query.push(" AND user_id = ").push_bind(user_id.to_string());
+        }
+        query.push(" ORDER BY created_at, id");
+        let rows = query.build().fetch_all(&self.pool).await.map_err(classify)?;
+        rows.iter().map(api_key_from_row).collect()
+    }
+
+    async fn revoke_api_key(&self, id: &str, at: DateTime<Utc>) -> StorageResult<bool> {
+        // An earlier revocation stands; a later one (a rotation's grace
+        // period) is brought forward.
+        sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND (revoked_at IS NULL OR revoked_at > ?)")
+            .bind(encode(at))
+            .bind(id)
+            .bind(encode(at))
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(self.find_api_key(id).await?.is_some())
+    }
+
+    async fn record_api_key_use(&self, uses: &[(String, DateTime<Utc>)]) -> StorageResult<()> {
+        let mut transaction = self.pool.begin().await.map_err(classify)?;
+        for (id, at) in uses {
+            sqlx::query("UPDATE api_keys SET last_used_at = ? WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)")
+                .bind(encode(*at))
+                .bind(id)
+                .bind(encode(*at))
+                .execute(&mut *transaction)
+                .await
+                .map_err(classify)?;
+        }
+        transaction.commit().await.map_err(classify)
+    }
+}
