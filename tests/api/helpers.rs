@@ -1,0 +1,193 @@
+//! The test harness: spawns the application exactly as `main` does, on
+//! 127.0.0.1:0 with a temporary data directory and a manual clock.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use hyper_registry::app::AppState;
+use hyper_registry::clock::{Clock, ManualClock};
+use hyper_registry::config::Config;
+use hyper_registry::startup::Application;
+use reqwest::{Client, Method, RequestBuilder, Response};
+use serde_json::{json, Value};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+
+pub const ADMIN_USERNAME: &str = "admin";
+pub const ADMIN_PASSWORD: &str = "test-admin-passphrase-1";
+pub const USER_PASSWORD: &str = "test-user-passphrase-1";
+pub const JWT_SECRET: &str = "integration-test-jwt-secret-0123456789abcdef";
+
+pub struct TestApp {
+    pub base_url: String,
+    pub client: Client,
+    pub data_dir: TempDir,
+    pub clock: Arc<ManualClock>,
+    pub state: AppState,
+    pub admin_token: String,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestApp {
+    /// Spawns with generous rate limits, so only rate-limit tests meet them.
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(&[]).await
+    }
+
+    /// Spawns with extra or overriding configuration variables.
+    pub async fn spawn_with(overrides: &[(&str, &str)]) -> TestApp {
+        let data_dir = tempfile::tempdir().expect("temporary directory");
+        let data_path = data_dir.path().to_string_lossy().to_string();
+        let mut vars: Vec<(String, String)> = vec![
+            ("BIND_ADDRESS".into(), "127.0.0.1:0".into()),
+            ("DATA_DIR".into(), data_path),
+            ("ADMIN_USERNAME".into(), ADMIN_USERNAME.into()),
+            ("ADMIN_PASSWORD".into(), ADMIN_PASSWORD.into()),
+            ("JWT_SECRET_KEY".into(), JWT_SECRET.into()),
+            ("RATE_LIMIT_PER_MINUTE".into(), "100000".into()),
+            ("LOGIN_RATE_LIMIT_PER_MINUTE".into(), "100000".into()),
+            ("LOG_LEVEL".into(), std::env::var("TEST_LOG_LEVEL").unwrap_or_else(|_| "error".into())),
+        ];
+        for (name, value) in overrides {
+            vars.retain(|(existing, _)| existing != name);
+            vars.push((name.to_string(), value.to_string()));
+        }
+        let config = Config::from_vars(vars).expect("valid test configuration");
+        if std::env::var("TEST_LOG_LEVEL").is_ok() {
+            hyper_registry::telemetry::init(&config.log_level, config.log_format);
+        }
+
+        let clock = Arc::new(ManualClock::new(Utc::now()));
+        let application = Application::build_with_clock(config, Some(clock.clone() as Arc<dyn Clock>))
+            .await
+            .expect("application builds");
+        let address = application.local_addr().expect("bound address");
+        let state = application.state().clone();
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let _ = application
+                .run_until(async move {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+
+        let client = Client::builder().build().expect("HTTP client");
+        let mut app = TestApp {
+            base_url: format!("http://{address}"),
+            client,
+            data_dir,
+            clock,
+            state,
+            admin_token: String::new(),
+            shutdown: Some(shutdown),
+            server: Some(server),
+        };
+        app.admin_token = app.login(ADMIN_USERNAME, ADMIN_PASSWORD).await;
+        app
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base_url, path)
+    }
+
+    /// A request with an optional bearer token.
+    pub fn request(&self, method: Method, path: &str, token: Option<&str>) -> RequestBuilder {
+        let builder = self.client.request(method, self.url(path));
+        match token {
+            Some(token) => builder.bearer_auth(token),
+            None => builder,
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Response {
+        self.request(Method::GET, path, Some(token)).send().await.expect("request sent")
+    }
+
+    pub async fn post_json(&self, path: &str, token: &str, body: &Value) -> Response {
+        self.request(Method::POST, path, Some(token)).json(body).send().await.expect("request sent")
+    }
+
+    /// Logs in and returns the access token; panics on failure.
+    pub async fn login(&self, username: &str, password: &str) -> String {
+        let response = self
+            .client
+            .post(self.url("/auth/login"))
+            .json(&json!({"username": username, "password": password}))
+            .send()
+            .await
+            .expect("login sent");
+        assert_eq!(response.status(), 200, "login of {username} failed");
+        let body: Value = response.json().await.expect("login body");
+        body["access_token"].as_str().expect("access_token").to_string()
+    }
+
+    /// Creates a user with `roles` through the admin API; returns its id and a token.
+    pub async fn create_user(&self, username: &str, roles: &[&str]) -> (String, String) {
+        let response = self
+            .post_json(
+                "/api/v1/admin/users",
+                &self.admin_token,
+                &json!({"username": username, "password": USER_PASSWORD, "roles": roles}),
+            )
+            .await;
+        assert_eq!(response.status(), 201, "creating {username} failed");
+        let body: Value = response.json().await.expect("user body");
+        let id = body["id"].as_str().expect("user id").to_string();
+        let token = self.login(username, USER_PASSWORD).await;
+        (id, token)
+    }
+
+    /// Creates an entry as `token`; returns the response body.
+    pub async fn create_entry(&self, token: &str, body: &Value) -> Value {
+        let response = self.post_json("/api/v1/registry/entries", token, body).await;
+        assert_eq!(response.status(), 201, "creating entry {body} failed");
+        response.json().await.expect("entry body")
+    }
+
+    /// Every line of the audit log parsed as JSON. Waits briefly for the
+    /// writer, which runs on its own thread.
+    pub async fn audit_lines(&self) -> Vec<Value> {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let path = self.data_dir.path().join("audit.log");
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        text.lines().map(|line| serde_json::from_str(line).expect("audit line is JSON")).collect()
+    }
+
+    /// The raw audit log text.
+    pub async fn audit_text(&self) -> String {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        std::fs::read_to_string(self.data_dir.path().join("audit.log")).unwrap_or_default()
+    }
+
+    /// Stops the server gracefully and waits for it (flushing the audit log).
+    pub async fn stop(mut self) -> TempDir {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+        let TestApp { data_dir, .. } = self;
+        data_dir
+    }
+}
+
+/// The problem `code` of an error response, asserting the problem shape.
+pub async fn problem_code(response: Response) -> String {
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    assert_eq!(content_type, "application/problem+json", "error responses are problem documents");
+    let body: Value = response.json().await.expect("problem body");
+    for field in ["type", "title", "status", "detail", "code", "request_id"] {
+        assert!(body.get(field).is_some(), "problem lacks `{field}`: {body}");
+    }
+    body["code"].as_str().unwrap_or_default().to_string()
+}
