@@ -101,9 +101,16 @@ impl Core {
         let store = storage::connect(config.database_url.expose())
             .await
             .context("could not open the database named by DATABASE_URL")?;
-        let cipher: Arc<dyn Cipher> = Arc::new(AesGcmCipher::new(&secrets.encryption_key, &config.encryption_key_previous));
+        let cipher: Arc<dyn Cipher> = Arc::new(AesGcmCipher::new(
+            &secrets.encryption_key,
+            &config.encryption_key_previous,
+        ));
         let registry = Registry::new(store.clone(), cipher, clock);
-        Ok(Core { store, registry, secrets })
+        Ok(Core {
+            store,
+            registry,
+            secrets,
+        })
     }
 }
 
@@ -124,7 +131,10 @@ impl AppState {
     ///
     /// # Errors
     /// Fails when any of them cannot be opened.
-    pub async fn build(config: Config, clock: Option<Arc<dyn Clock>>) -> anyhow::Result<(AppState, std::thread::JoinHandle<()>)> {
+    pub async fn build(
+        config: Config,
+        clock: Option<Arc<dyn Clock>>,
+    ) -> anyhow::Result<(AppState, std::thread::JoinHandle<()>)> {
         let clock = clock.unwrap_or_else(|| Arc::new(SystemClock));
         let core = Core::open(&config, clock.clone()).await?;
         let (audit, audit_thread) = AuditLog::open(&config.audit_log_file)
@@ -145,7 +155,10 @@ impl AppState {
             lockout_minutes: config.login_lockout_minutes,
         };
         let auth = Authenticator::new(core.store.clone(), signer, peppers, clock.clone(), settings).await?;
-        let cursor_key = hmac_sha256(core.secrets.jwt_secret_key.expose().as_bytes(), b"hyper-registry cursor key");
+        let cursor_key = hmac_sha256(
+            core.secrets.jwt_secret_key.expose().as_bytes(),
+            b"hyper-registry cursor key",
+        );
 
         let state = AppState {
             config: Arc::new(config),
@@ -159,7 +172,10 @@ impl AppState {
             request_counts: Arc::new(Mutex::new(HashMap::new())),
         };
         for name in &core.secrets.generated {
-            tracing::warn!(variable = name, "no {name} set: using a generated key stored in DATA_DIR; this is a development setup");
+            tracing::warn!(
+                variable = name,
+                "no {name} set: using a generated key stored in DATA_DIR; this is a development setup"
+            );
         }
         Ok((state, audit_thread))
     }

@@ -148,7 +148,10 @@ mod tests {
         let rotated = AesGcmCipher::new(&[2u8; 32], &[[1u8; 32]]);
         assert_eq!(rotated.decrypt(&sealed, b"ctx").unwrap(), b"value");
         let without_old = AesGcmCipher::new(&[2u8; 32], &[]);
-        assert!(matches!(without_old.decrypt(&sealed, b"ctx"), Err(CryptoError::UnknownKey(_))));
+        assert!(matches!(
+            without_old.decrypt(&sealed, b"ctx"),
+            Err(CryptoError::UnknownKey(_))
+        ));
     }
 
     #[test]

@@ -5,7 +5,13 @@
 //! runs the server and [`cli`] holds the operator commands. See the README
 //! for a map from concepts to modules.
 
-#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::todo, clippy::unimplemented)]
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::todo,
+    clippy::unimplemented
+)]
 
 pub mod api;
 pub mod app;

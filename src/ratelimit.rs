@@ -109,7 +109,10 @@ impl RateLimiter for LocalRateLimiter {
 mod tests {
     use super::*;
 
-    const LIMIT: Limit = Limit { per_minute: 60, burst: 3 };
+    const LIMIT: Limit = Limit {
+        per_minute: 60,
+        burst: 3,
+    };
 
     #[test]
     fn burst_then_reject() {

@@ -148,10 +148,7 @@ pub fn builtin_roles() -> Vec<Role> {
     let role = |name: &str, description: &str, permissions: &[&str]| Role {
         name: name.to_string(),
         description: Some(description.to_string()),
-        permissions: permissions
-            .iter()
-            .filter_map(|p| Permission::parse(p).ok())
-            .collect(),
+        permissions: permissions.iter().filter_map(|p| Permission::parse(p).ok()).collect(),
         inherits: Vec::new(),
         builtin: true,
     };
@@ -163,7 +160,11 @@ pub fn builtin_roles() -> Vec<Role> {
             &["read", "search", "write", "delete", "analytics:read", "keys:manage"],
         ),
         role("viewer", "Read-only access", &["read", "search"]),
-        role("api_client", "Machine clients that read and publish", &["read", "search", "write"]),
+        role(
+            "api_client",
+            "Machine clients that read and publish",
+            &["read", "search", "write"],
+        ),
     ]
 }
 

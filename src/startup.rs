@@ -48,7 +48,13 @@ impl Application {
         let bind_address = config.bind_address;
         let (state, audit_thread) = AppState::build(config, clock).await?;
 
-        let generated = ensure_admin(&state.store, &state.config.admin_username, state.config.admin_password.as_ref(), state.clock.now()).await?;
+        let generated = ensure_admin(
+            &state.store,
+            &state.config.admin_username,
+            state.config.admin_password.as_ref(),
+            state.clock.now(),
+        )
+        .await?;
         if let Some(password) = generated {
             // Printed to the terminal once, never to the structured log.
             eprintln!(
@@ -138,7 +144,10 @@ impl Application {
         }
 
         tracing::info!("shutting down");
-        if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown()).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown())
+            .await
+            .is_err()
+        {
             tracing::warn!("requests still running after 30 s were dropped");
         }
         flusher.abort();

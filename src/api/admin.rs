@@ -56,17 +56,35 @@ fn check_can_grant(state: &AppState, principal: &Principal, roles: &[String]) ->
     if principal.permissions.covers(&granted) {
         Ok(())
     } else {
-        Err(ApiError::Forbidden("nobody can grant a permission they do not hold".into()))
+        Err(ApiError::Forbidden(
+            "nobody can grant a permission they do not hold".into(),
+        ))
     }
 }
 
-async fn audit_user_change(state: &AppState, context: &SharedContext, principal: &Principal, event_type: &str, description: String) -> ApiResult<()> {
-    let mut event = AuditEvent::new(state.clock.now(), event_type, event_type, Status::Success, Severity::Medium)
-        .user(Some(principal.user_id.to_string()), principal.api_key_id.clone())
-        .description(description);
+async fn audit_user_change(
+    state: &AppState,
+    context: &SharedContext,
+    principal: &Principal,
+    event_type: &str,
+    description: String,
+) -> ApiResult<()> {
+    let mut event = AuditEvent::new(
+        state.clock.now(),
+        event_type,
+        event_type,
+        Status::Success,
+        Severity::Medium,
+    )
+    .user(Some(principal.user_id.to_string()), principal.api_key_id.clone())
+    .description(description);
     event.client_ip = Some(context.client_ip.to_string());
     event.request_id = Some(context.request_id.clone());
-    state.audit.record_durable(event).await.map_err(|_| ApiError::AuditUnavailable)
+    state
+        .audit
+        .record_durable(event)
+        .await
+        .map_err(|_| ApiError::AuditUnavailable)
 }
 
 #[derive(Deserialize)]
@@ -78,12 +96,20 @@ struct CreateUserRequest {
     roles: Option<Vec<String>>,
 }
 
-async fn create(State(state): State<AppState>, caller: Authenticated, Context(context): Context, JsonBody(body): JsonBody<CreateUserRequest>) -> ApiResult<Response> {
+async fn create(
+    State(state): State<AppState>,
+    caller: Authenticated,
+    Context(context): Context,
+    JsonBody(body): JsonBody<CreateUserRequest>,
+) -> ApiResult<Response> {
     let principal = caller.require("users:admin")?;
     let roles = body.roles.unwrap_or_else(|| vec!["user".into()]);
     let known: Vec<String> = state.auth.roles().keys().cloned().collect();
     if let Some(unknown) = roles.iter().find(|role| !known.contains(role)) {
-        return Err(ApiError::InvalidParameter(format!("unknown role `{}`", unknown.chars().take(64).collect::<String>())));
+        return Err(ApiError::InvalidParameter(format!(
+            "unknown role `{}`",
+            unknown.chars().take(64).collect::<String>()
+        )));
     }
     check_can_grant(&state, &principal, &roles)?;
     let new = NewUser {
@@ -92,7 +118,14 @@ async fn create(State(state): State<AppState>, caller: Authenticated, Context(co
         roles,
     };
     let user = create_user(&state.store, &known, new, state.clock.now()).await?;
-    audit_user_change(&state, &context, &principal, "user_created", format!("user {} created with roles {:?}", user.id, user.roles)).await?;
+    audit_user_change(
+        &state,
+        &context,
+        &principal,
+        "user_created",
+        format!("user {} created with roles {:?}", user.id, user.roles),
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(user_view(&user, state.clock.now()))).into_response())
 }
 
@@ -109,10 +142,14 @@ async fn list_users(State(state): State<AppState>, caller: Authenticated, query:
     users.truncate(limit as usize);
     let next_cursor = if has_more {
         users.last().map(|last| {
-            cursor::encode(&state.cursor_key, "users", &UserCursor {
-                created_at: last.created_at,
-                id: last.id,
-            })
+            cursor::encode(
+                &state.cursor_key,
+                "users",
+                &UserCursor {
+                    created_at: last.created_at,
+                    id: last.id,
+                },
+            )
         })
     } else {
         None
@@ -133,7 +170,11 @@ async fn load_user(state: &AppState, raw_id: &str) -> ApiResult<User> {
         .ok_or_else(|| ApiError::NotFound("user not found".into()))
 }
 
-async fn get_user(State(state): State<AppState>, caller: Authenticated, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+async fn get_user(
+    State(state): State<AppState>,
+    caller: Authenticated,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     caller.require("users:admin")?;
     let user = load_user(&state, &id).await?;
     Ok(Json(user_view(&user, state.clock.now())))
@@ -163,7 +204,10 @@ async fn check_last_admin(state: &AppState, before: &User, after: &User) -> ApiR
     let mut cursor = None;
     loop {
         let page = state.store.list_users(cursor.as_ref(), 100).await?;
-        if page.iter().any(|user| user.id != before.id && is_active_admin(state, user)) {
+        if page
+            .iter()
+            .any(|user| user.id != before.id && is_active_admin(state, user))
+        {
             return Ok(());
         }
         match page.last() {
@@ -176,10 +220,19 @@ async fn check_last_admin(state: &AppState, before: &User, after: &User) -> ApiR
             _ => break,
         }
     }
-    Err(ApiError::Conflict("last_admin", "the last active administrator cannot be disabled or demoted".into()))
+    Err(ApiError::Conflict(
+        "last_admin",
+        "the last active administrator cannot be disabled or demoted".into(),
+    ))
 }
 
-async fn update(State(state): State<AppState>, caller: Authenticated, Context(context): Context, Path(id): Path<String>, JsonBody(body): JsonBody<UpdateUserRequest>) -> ApiResult<Json<Value>> {
+async fn update(
+    State(state): State<AppState>,
+    caller: Authenticated,
+    Context(context): Context,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<UpdateUserRequest>,
+) -> ApiResult<Json<Value>> {
     let principal = caller.require("users:admin")?;
     let before = load_user(&state, &id).await?;
     let mut user = before.clone();
@@ -192,7 +245,10 @@ async fn update(State(state): State<AppState>, caller: Authenticated, Context(co
         }
         let known: Vec<String> = state.auth.roles().keys().cloned().collect();
         if let Some(unknown) = roles.iter().find(|role| !known.contains(role)) {
-            return Err(ApiError::InvalidParameter(format!("unknown role `{}`", unknown.chars().take(64).collect::<String>())));
+            return Err(ApiError::InvalidParameter(format!(
+                "unknown role `{}`",
+                unknown.chars().take(64).collect::<String>()
+            )));
         }
         check_can_grant(&state, &principal, &roles)?;
         changes.push(format!("roles {:?} -> {:?}", user.roles, roles));
@@ -219,6 +275,13 @@ async fn update(State(state): State<AppState>, caller: Authenticated, Context(co
 
     user.updated_at = now;
     state.store.update_user(&user).await?;
-    audit_user_change(&state, &context, &principal, "user_updated", format!("user {}: {}", user.id, changes.join(", "))).await?;
+    audit_user_change(
+        &state,
+        &context,
+        &principal,
+        "user_updated",
+        format!("user {}: {}", user.id, changes.join(", ")),
+    )
+    .await?;
     Ok(Json(user_view(&user, now)))
 }

@@ -39,12 +39,23 @@ impl<'de> Deserialize<'de> for SecretString {
     }
 }
 
-async fn login(State(state): State<AppState>, Context(context): Context, JsonBody(body): JsonBody<LoginRequest>) -> ApiResult<Json<Value>> {
+async fn login(
+    State(state): State<AppState>,
+    Context(context): Context,
+    JsonBody(body): JsonBody<LoginRequest>,
+) -> ApiResult<Json<Value>> {
     // A second budget per username, so one account cannot be guessed at from
     // many addresses faster than from one.
     let per_minute = state.config.login_rate_limit_per_minute;
     let username_key = format!("login-user:{}", body.username.to_lowercase());
-    let decision = state.rate_limiter.check(&username_key, Limit { per_minute, burst: per_minute }, state.clock.now());
+    let decision = state.rate_limiter.check(
+        &username_key,
+        Limit {
+            per_minute,
+            burst: per_minute,
+        },
+        state.clock.now(),
+    );
     if !decision.allowed {
         return Err(ApiError::RateLimited {
             retry_after_seconds: decision.retry_after_seconds,
@@ -57,26 +68,68 @@ async fn login(State(state): State<AppState>, Context(context): Context, JsonBod
     }
 
     let (event_type, status, severity, description) = match &outcome.result {
-        Ok(_) => ("login_success", Status::Success, Severity::Info, "login succeeded".to_string()),
-        Err(AuthError::AccountLocked { .. }) => ("login_failed", Status::Denied, Severity::Medium, "login refused: account locked".to_string()),
-        Err(AuthError::AccountDisabled) => ("login_failed", Status::Denied, Severity::Medium, "login refused: account disabled".to_string()),
-        Err(AuthError::InvalidCredentials) if outcome.user_id.is_none() => ("login_failed", Status::Failed, Severity::Medium, "login failed: unknown username".to_string()),
-        Err(_) => ("login_failed", Status::Failed, Severity::Medium, "login failed: wrong password".to_string()),
+        Ok(_) => (
+            "login_success",
+            Status::Success,
+            Severity::Info,
+            "login succeeded".to_string(),
+        ),
+        Err(AuthError::AccountLocked { .. }) => (
+            "login_failed",
+            Status::Denied,
+            Severity::Medium,
+            "login refused: account locked".to_string(),
+        ),
+        Err(AuthError::AccountDisabled) => (
+            "login_failed",
+            Status::Denied,
+            Severity::Medium,
+            "login refused: account disabled".to_string(),
+        ),
+        Err(AuthError::InvalidCredentials) if outcome.user_id.is_none() => (
+            "login_failed",
+            Status::Failed,
+            Severity::Medium,
+            "login failed: unknown username".to_string(),
+        ),
+        Err(_) => (
+            "login_failed",
+            Status::Failed,
+            Severity::Medium,
+            "login failed: wrong password".to_string(),
+        ),
     };
     let mut event = AuditEvent::new(state.clock.now(), event_type, "login", status, severity)
         .user(outcome.user_id.map(|id| id.to_string()), None)
         .description(description);
     event.client_ip = Some(context.client_ip.to_string());
     event.request_id = Some(context.request_id.clone());
-    state.audit.record_durable(event).await.map_err(|_| ApiError::AuditUnavailable)?;
+    state
+        .audit
+        .record_durable(event)
+        .await
+        .map_err(|_| ApiError::AuditUnavailable)?;
 
     if outcome.locked_now {
-        let mut event = AuditEvent::new(state.clock.now(), "account_locked", "lockout", Status::Denied, Severity::High)
-            .user(outcome.user_id.map(|id| id.to_string()), None)
-            .description(format!("account locked after {} failed logins", state.config.login_max_failed_attempts));
+        let mut event = AuditEvent::new(
+            state.clock.now(),
+            "account_locked",
+            "lockout",
+            Status::Denied,
+            Severity::High,
+        )
+        .user(outcome.user_id.map(|id| id.to_string()), None)
+        .description(format!(
+            "account locked after {} failed logins",
+            state.config.login_max_failed_attempts
+        ));
         event.client_ip = Some(context.client_ip.to_string());
         event.request_id = Some(context.request_id.clone());
-        state.audit.record_durable(event).await.map_err(|_| ApiError::AuditUnavailable)?;
+        state
+            .audit
+            .record_durable(event)
+            .await
+            .map_err(|_| ApiError::AuditUnavailable)?;
     }
 
     let tokens = outcome.result?;

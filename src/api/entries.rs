@@ -21,7 +21,10 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/registry/entries", get(list_entries).post(create_entry))
         .route(
             "/api/v1/registry/entries/{id}",
-            get(get_entry).put(replace_entry).patch(patch_entry).delete(delete_entry),
+            get(get_entry)
+                .put(replace_entry)
+                .patch(patch_entry)
+                .delete(delete_entry),
         )
         .route("/api/v1/registry/search", get(search_entries))
         .route("/api/v1/registry/analytics", get(analytics))
@@ -56,21 +59,28 @@ fn if_match(headers: &HeaderMap) -> ApiResult<Option<&str>> {
 fn filter(query: &QueryPairs) -> ApiResult<EntryFilter> {
     let category = query.single("category")?.map(str::to_string);
     if let Some(category) = &category {
-        validate_slug("category", category, false).map_err(|error| ApiError::InvalidParameter(format!("`category` {}", error.message)))?;
+        validate_slug("category", category, false)
+            .map_err(|error| ApiError::InvalidParameter(format!("`category` {}", error.message)))?;
     }
     let status = query.single("status")?.map(str::to_string);
     if let Some(status) = &status {
         if !STATUSES.contains(&status.as_str()) {
-            return Err(ApiError::InvalidParameter("`status` must be one of active, deprecated, archived".into()));
+            return Err(ApiError::InvalidParameter(
+                "`status` must be one of active, deprecated, archived".into(),
+            ));
         }
     }
     let owner_id = match query.single("owner_id")? {
         None => None,
-        Some(raw) => Some(Uuid::parse_str(raw).map_err(|_| ApiError::InvalidParameter("`owner_id` must be a UUID".into()))?),
+        Some(raw) => {
+            Some(Uuid::parse_str(raw).map_err(|_| ApiError::InvalidParameter("`owner_id` must be a UUID".into()))?)
+        }
     };
     let tags: Vec<String> = query.all("tag").map(str::to_string).collect();
     if tags.len() > 32 || tags.iter().any(|tag| tag.is_empty() || tag.chars().count() > 64) {
-        return Err(ApiError::InvalidParameter("give at most 32 `tag` values of 1 to 64 characters".into()));
+        return Err(ApiError::InvalidParameter(
+            "give at most 32 `tag` values of 1 to 64 characters".into(),
+        ));
     }
     Ok(EntryFilter {
         category,
@@ -80,7 +90,11 @@ fn filter(query: &QueryPairs) -> ApiResult<EntryFilter> {
     })
 }
 
-async fn create_entry(State(state): State<AppState>, caller: Authenticated, JsonValue(body): JsonValue) -> ApiResult<Response> {
+async fn create_entry(
+    State(state): State<AppState>,
+    caller: Authenticated,
+    JsonValue(body): JsonValue,
+) -> ApiResult<Response> {
     let principal = caller.require("write")?;
     let view = state.registry.create_entry(&principal, body).await?;
     let location = format!("/api/v1/registry/entries/{}", view.id);
@@ -91,40 +105,74 @@ async fn create_entry(State(state): State<AppState>, caller: Authenticated, Json
     Ok(response)
 }
 
-async fn get_entry(State(state): State<AppState>, caller: Authenticated, Path(id): Path<String>) -> ApiResult<Response> {
+async fn get_entry(
+    State(state): State<AppState>,
+    caller: Authenticated,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
     let principal = caller.require("read")?;
     let view = state.registry.get_entry(&principal, entry_id(&id)?).await?;
     Ok(with_etag(StatusCode::OK, view))
 }
 
-async fn replace_entry(State(state): State<AppState>, caller: Authenticated, Path(id): Path<String>, headers: HeaderMap, JsonValue(body): JsonValue) -> ApiResult<Response> {
+async fn replace_entry(
+    State(state): State<AppState>,
+    caller: Authenticated,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    JsonValue(body): JsonValue,
+) -> ApiResult<Response> {
     let principal = caller.0;
     if !principal.can("write") && !principal.can("entries:manage") {
         return Err(ApiError::PermissionDenied("write".into()));
     }
-    let view = state.registry.replace_entry(&principal, entry_id(&id)?, body, if_match(&headers)?).await?;
+    let view = state
+        .registry
+        .replace_entry(&principal, entry_id(&id)?, body, if_match(&headers)?)
+        .await?;
     Ok(with_etag(StatusCode::OK, view))
 }
 
-async fn patch_entry(State(state): State<AppState>, caller: Authenticated, Path(id): Path<String>, headers: HeaderMap, JsonValue(patch): JsonValue) -> ApiResult<Response> {
+async fn patch_entry(
+    State(state): State<AppState>,
+    caller: Authenticated,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    JsonValue(patch): JsonValue,
+) -> ApiResult<Response> {
     let principal = caller.0;
     if !principal.can("write") && !principal.can("entries:manage") {
         return Err(ApiError::PermissionDenied("write".into()));
     }
-    let view = state.registry.patch_entry(&principal, entry_id(&id)?, patch, if_match(&headers)?).await?;
+    let view = state
+        .registry
+        .patch_entry(&principal, entry_id(&id)?, patch, if_match(&headers)?)
+        .await?;
     Ok(with_etag(StatusCode::OK, view))
 }
 
-async fn delete_entry(State(state): State<AppState>, caller: Authenticated, Path(id): Path<String>, headers: HeaderMap) -> ApiResult<StatusCode> {
+async fn delete_entry(
+    State(state): State<AppState>,
+    caller: Authenticated,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<StatusCode> {
     let principal = caller.0;
     if !principal.can("delete") && !principal.can("entries:manage") {
         return Err(ApiError::PermissionDenied("delete".into()));
     }
-    state.registry.delete_entry(&principal, entry_id(&id)?, if_match(&headers)?).await?;
+    state
+        .registry
+        .delete_entry(&principal, entry_id(&id)?, if_match(&headers)?)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn list_entries(State(state): State<AppState>, caller: Authenticated, query: QueryPairs) -> ApiResult<Json<Value>> {
+async fn list_entries(
+    State(state): State<AppState>,
+    caller: Authenticated,
+    query: QueryPairs,
+) -> ApiResult<Json<Value>> {
     let principal = caller.require("read")?;
     query.only(&["category", "status", "tag", "owner_id", "limit", "cursor"])?;
     let filter = filter(&query)?;
@@ -133,20 +181,31 @@ async fn list_entries(State(state): State<AppState>, caller: Authenticated, quer
         None => None,
         Some(raw) => Some(cursor::decode(&state.cursor_key, "entries", raw)?),
     };
-    let page = state.registry.list_entries(&principal, &filter, after.as_ref(), limit).await?;
-    let next_cursor = page.next.map(|next| cursor::encode(&state.cursor_key, "entries", &next));
+    let page = state
+        .registry
+        .list_entries(&principal, &filter, after.as_ref(), limit)
+        .await?;
+    let next_cursor = page
+        .next
+        .map(|next| cursor::encode(&state.cursor_key, "entries", &next));
     Ok(Json(json!({ "items": page.items, "next_cursor": next_cursor })))
 }
 
 /// Longest accepted search query, in characters.
 const MAX_QUERY_CHARS: usize = 256;
 
-async fn search_entries(State(state): State<AppState>, caller: Authenticated, query: QueryPairs) -> ApiResult<Json<Value>> {
+async fn search_entries(
+    State(state): State<AppState>,
+    caller: Authenticated,
+    query: QueryPairs,
+) -> ApiResult<Json<Value>> {
     let principal = caller.require("search")?;
     query.only(&["q", "category", "status", "tag", "owner_id", "limit", "cursor"])?;
     let text = query.single("q")?.unwrap_or("");
     if text.trim().is_empty() || text.chars().count() > MAX_QUERY_CHARS {
-        return Err(ApiError::InvalidParameter(format!("`q` must be 1 to {MAX_QUERY_CHARS} characters")));
+        return Err(ApiError::InvalidParameter(format!(
+            "`q` must be 1 to {MAX_QUERY_CHARS} characters"
+        )));
     }
     let filter = filter(&query)?;
     let limit = query.limit(20)?;
@@ -159,8 +218,13 @@ async fn search_entries(State(state): State<AppState>, caller: Authenticated, qu
     if offset > 10_000 {
         return Err(ApiError::InvalidCursor);
     }
-    let page = state.registry.search_entries(&principal, text, &filter, offset, limit).await?;
-    let next_cursor = page.next_offset.map(|next| cursor::encode(&state.cursor_key, &cursor_kind, &next));
+    let page = state
+        .registry
+        .search_entries(&principal, text, &filter, offset, limit)
+        .await?;
+    let next_cursor = page
+        .next_offset
+        .map(|next| cursor::encode(&state.cursor_key, &cursor_kind, &next));
     Ok(Json(json!({ "items": page.items, "next_cursor": next_cursor })))
 }
 

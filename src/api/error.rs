@@ -78,21 +78,49 @@ impl ApiError {
         use ApiError::*;
         match self {
             MalformedBody(_) => (StatusCode::BAD_REQUEST, "malformed_body", "Malformed request body"),
-            Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", "Validation failed"),
-            InvalidParameter(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_parameter", "Invalid parameter"),
+            Validation(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                "Validation failed",
+            ),
+            InvalidParameter(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_parameter",
+                "Invalid parameter",
+            ),
             InvalidCursor => (StatusCode::BAD_REQUEST, "invalid_cursor", "Invalid cursor"),
-            UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "Unsupported media type"),
+            UnsupportedMediaType(_) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "Unsupported media type",
+            ),
             PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "Payload too large"),
             Auth(error) => classify_auth(error),
             PermissionDenied(_) => (StatusCode::FORBIDDEN, "permission_denied", "Permission denied"),
             Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
             NotFound(_) => (StatusCode::NOT_FOUND, "not_found", "Not found"),
             Conflict(code, _) => (StatusCode::CONFLICT, code, "Conflict"),
-            PreconditionFailed => (StatusCode::PRECONDITION_FAILED, "precondition_failed", "Precondition failed"),
+            PreconditionFailed => (
+                StatusCode::PRECONDITION_FAILED,
+                "precondition_failed",
+                "Precondition failed",
+            ),
             RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", "Too many requests"),
-            AuditUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable", "Service unavailable"),
-            DatabaseUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", "Service unavailable"),
-            Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal server error"),
+            AuditUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "audit_unavailable",
+                "Service unavailable",
+            ),
+            DatabaseUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database_unavailable",
+                "Service unavailable",
+            ),
+            Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "Internal server error",
+            ),
         }
     }
 }
@@ -101,7 +129,11 @@ fn classify_auth(error: &AuthError) -> (StatusCode, &'static str, &'static str) 
     use AuthError::*;
     match error {
         InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials", "Authentication failed"),
-        MissingCredentials => (StatusCode::UNAUTHORIZED, "missing_credentials", "Authentication required"),
+        MissingCredentials => (
+            StatusCode::UNAUTHORIZED,
+            "missing_credentials",
+            "Authentication required",
+        ),
         InvalidToken => (StatusCode::UNAUTHORIZED, "invalid_token", "Authentication failed"),
         TokenExpired => (StatusCode::UNAUTHORIZED, "token_expired", "Authentication failed"),
         InvalidApiKey => (StatusCode::UNAUTHORIZED, "invalid_api_key", "Authentication failed"),
@@ -109,13 +141,27 @@ fn classify_auth(error: &AuthError) -> (StatusCode, &'static str, &'static str) 
         ApiKeyExpired => (StatusCode::UNAUTHORIZED, "api_key_expired", "Authentication failed"),
         AccountDisabled => (StatusCode::FORBIDDEN, "account_disabled", "Account disabled"),
         AccountLocked { .. } => (StatusCode::LOCKED, "account_locked", "Account locked"),
-        Storage(StorageError::Unavailable(_)) => (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", "Service unavailable"),
-        Storage(_) | Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal server error"),
+        Storage(StorageError::Unavailable(_)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database_unavailable",
+            "Service unavailable",
+        ),
+        Storage(_) | Internal(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "Internal server error",
+        ),
     }
 }
 
 /// Builds a problem response; used for errors and for framework rejections.
-pub fn problem_response(status: StatusCode, code: &str, title: &str, detail: String, errors: Option<&[FieldError]>) -> Response {
+pub fn problem_response(
+    status: StatusCode,
+    code: &str,
+    title: &str,
+    detail: String,
+    errors: Option<&[FieldError]>,
+) -> Response {
     let body = Problem {
         problem_type: format!("https://hyper-registry.dev/problems/{}", code.replace('_', "-")),
         title,
@@ -127,13 +173,15 @@ pub fn problem_response(status: StatusCode, code: &str, title: &str, detail: Str
     };
     let bytes = serde_json::to_vec(&body).unwrap_or_default();
     let mut response = (status, bytes).into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
     if status == StatusCode::UNAUTHORIZED {
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"hyper-registry\""));
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"hyper-registry\""),
+        );
     }
     response.extensions_mut().insert(ProblemRendered);
     response
@@ -162,7 +210,9 @@ impl IntoResponse for ApiError {
             _ => None,
         };
         let mut response = problem_response(status, code, title, detail, errors);
-        if let ApiError::RateLimited { retry_after_seconds } | ApiError::Auth(AuthError::AccountLocked { retry_after_seconds }) = &self {
+        if let ApiError::RateLimited { retry_after_seconds }
+        | ApiError::Auth(AuthError::AccountLocked { retry_after_seconds }) = &self
+        {
             if let Ok(value) = HeaderValue::from_str(&retry_after_seconds.to_string()) {
                 response.headers_mut().insert(header::RETRY_AFTER, value);
             }

@@ -40,7 +40,9 @@ fn copy_auth_error(error: &AuthError) -> AuthError {
         AuthError::ApiKeyRevoked => AuthError::ApiKeyRevoked,
         AuthError::ApiKeyExpired => AuthError::ApiKeyExpired,
         AuthError::MissingCredentials => AuthError::MissingCredentials,
-        AuthError::Storage(_) | AuthError::Internal(_) => AuthError::Internal(anyhow::anyhow!("authentication failed: {error}")),
+        AuthError::Storage(_) | AuthError::Internal(_) => {
+            AuthError::Internal(anyhow::anyhow!("authentication failed: {error}"))
+        }
         _ => AuthError::InvalidToken,
     }
 }
@@ -137,7 +139,10 @@ where
 /// Converts a JSON value into `T`, naming the offending field on failure.
 pub fn from_value<T: DeserializeOwned>(value: Value) -> ApiResult<T> {
     if !value.is_object() {
-        return Err(ApiError::Validation(vec![FieldError::new("body", "must be a JSON object")]));
+        return Err(ApiError::Validation(vec![FieldError::new(
+            "body",
+            "must be a JSON object",
+        )]));
     }
     serde_json::from_value(value).map_err(|error| {
         let message = error.to_string();

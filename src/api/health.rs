@@ -20,7 +20,11 @@ async fn health() -> Json<Value> {
 async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let database = state.store.ping().await.is_ok();
     let audit = state.audit.is_healthy();
-    let status = if database { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if database {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let body = json!({
         "status": if database && audit { "ready" } else if database { "degraded" } else { "unavailable" },
         "checks": {

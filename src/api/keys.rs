@@ -69,13 +69,29 @@ fn manage_permission(principal: &Principal) -> ApiResult<bool> {
     }
 }
 
-async fn audit_key_event(state: &AppState, context: &SharedContext, principal: &Principal, event_type: &str, description: String) -> ApiResult<()> {
-    let mut event = AuditEvent::new(state.clock.now(), event_type, event_type, Status::Success, Severity::Medium)
-        .user(Some(principal.user_id.to_string()), principal.api_key_id.clone())
-        .description(description);
+async fn audit_key_event(
+    state: &AppState,
+    context: &SharedContext,
+    principal: &Principal,
+    event_type: &str,
+    description: String,
+) -> ApiResult<()> {
+    let mut event = AuditEvent::new(
+        state.clock.now(),
+        event_type,
+        event_type,
+        Status::Success,
+        Severity::Medium,
+    )
+    .user(Some(principal.user_id.to_string()), principal.api_key_id.clone())
+    .description(description);
     event.client_ip = Some(context.client_ip.to_string());
     event.request_id = Some(context.request_id.clone());
-    state.audit.record_durable(event).await.map_err(|_| ApiError::AuditUnavailable)
+    state
+        .audit
+        .record_durable(event)
+        .await
+        .map_err(|_| ApiError::AuditUnavailable)
 }
 
 #[derive(Deserialize)]
@@ -92,7 +108,12 @@ struct CreateKeyRequest {
     user_id: Option<Uuid>,
 }
 
-async fn create(State(state): State<AppState>, caller: Authenticated, Context(context): Context, JsonBody(body): JsonBody<CreateKeyRequest>) -> ApiResult<Response> {
+async fn create(
+    State(state): State<AppState>,
+    caller: Authenticated,
+    Context(context): Context,
+    JsonBody(body): JsonBody<CreateKeyRequest>,
+) -> ApiResult<Response> {
     let principal = caller.0;
     let admin = manage_permission(&principal)?;
     let owner_id = body.user_id.unwrap_or(principal.user_id);
@@ -108,14 +129,21 @@ async fn create(State(state): State<AppState>, caller: Authenticated, Context(co
     // A key made by an API key may not exceed that key's own permissions.
     let request = KeyRequest {
         name: body.name,
-        permissions: body.permissions.or_else(|| principal.api_key_id.as_ref().map(|_| principal.permissions.effective())),
+        permissions: body
+            .permissions
+            .or_else(|| principal.api_key_id.as_ref().map(|_| principal.permissions.effective())),
         expires_in_days: body.expires_in_days,
         rate_limit_per_minute: body.rate_limit_per_minute,
     };
     if let Some(wanted) = &request.permissions {
-        let parsed: Vec<_> = wanted.iter().filter_map(|p| crate::rbac::Permission::parse(p).ok()).collect();
+        let parsed: Vec<_> = wanted
+            .iter()
+            .filter_map(|p| crate::rbac::Permission::parse(p).ok())
+            .collect();
         if !principal.permissions.covers(&crate::rbac::PermissionSet::new(parsed)) {
-            return Err(ApiError::Forbidden("nobody can grant a permission they do not hold".into()));
+            return Err(ApiError::Forbidden(
+                "nobody can grant a permission they do not hold".into(),
+            ));
         }
     }
     let limits = KeyLimits {
@@ -124,7 +152,14 @@ async fn create(State(state): State<AppState>, caller: Authenticated, Context(co
     };
     let pepper = current_pepper(&state)?;
     let created = create_key(&state.auth, &owner, request, limits, &pepper, state.clock.now()).await?;
-    audit_key_event(&state, &context, &principal, "api_key_created", format!("API key {} created for user {}", created.record.id, owner.id)).await?;
+    audit_key_event(
+        &state,
+        &context,
+        &principal,
+        "api_key_created",
+        format!("API key {} created for user {}", created.record.id, owner.id),
+    )
+    .await?;
 
     let mut body = key_view(&created.record);
     body["key"] = Value::String(created.key);
@@ -156,7 +191,9 @@ async fn list_keys(State(state): State<AppState>, caller: Authenticated, query: 
         }
     };
     let keys = state.store.list_api_keys(filter).await?;
-    Ok(Json(json!({ "items": keys.iter().map(key_view).collect::<Vec<_>>(), "next_cursor": null })))
+    Ok(Json(
+        json!({ "items": keys.iter().map(key_view).collect::<Vec<_>>(), "next_cursor": null }),
+    ))
 }
 
 #[derive(Deserialize, Default)]
@@ -166,7 +203,13 @@ struct RotateRequest {
     grace_period_hours: Option<u32>,
 }
 
-async fn rotate(State(state): State<AppState>, caller: Authenticated, Context(context): Context, Path(id): Path<String>, body: Bytes) -> ApiResult<Response> {
+async fn rotate(
+    State(state): State<AppState>,
+    caller: Authenticated,
+    Context(context): Context,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
     let principal = caller.0;
     let admin = manage_permission(&principal)?;
     let old = find_manageable_key(&state.auth, &id, principal.user_id, admin).await?;
@@ -179,17 +222,39 @@ async fn rotate(State(state): State<AppState>, caller: Authenticated, Context(co
     let grace = request.grace_period_hours.unwrap_or(0);
     let pepper = current_pepper(&state)?;
     let created = rotate_key(&state.auth, &old, grace, &pepper, state.clock.now()).await?;
-    audit_key_event(&state, &context, &principal, "api_key_rotated", format!("API key {} rotated to {} with {grace} h grace", old.id, created.record.id)).await?;
+    audit_key_event(
+        &state,
+        &context,
+        &principal,
+        "api_key_rotated",
+        format!(
+            "API key {} rotated to {} with {grace} h grace",
+            old.id, created.record.id
+        ),
+    )
+    .await?;
     let mut body = key_view(&created.record);
     body["key"] = Value::String(created.key);
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
-async fn revoke(State(state): State<AppState>, caller: Authenticated, Context(context): Context, Path(id): Path<String>) -> ApiResult<StatusCode> {
+async fn revoke(
+    State(state): State<AppState>,
+    caller: Authenticated,
+    Context(context): Context,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     let principal = caller.0;
     let admin = manage_permission(&principal)?;
     let key = find_manageable_key(&state.auth, &id, principal.user_id, admin).await?;
     state.store.revoke_api_key(&key.id, state.clock.now()).await?;
-    audit_key_event(&state, &context, &principal, "api_key_revoked", format!("API key {} revoked", key.id)).await?;
+    audit_key_event(
+        &state,
+        &context,
+        &principal,
+        "api_key_revoked",
+        format!("API key {} revoked", key.id),
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -34,7 +34,10 @@ fn request_id(headers: &HeaderMap) -> String {
         .get(&REQUEST_ID_HEADER)
         .and_then(|value| value.to_str().ok())
         .filter(|id| !id.is_empty() && id.len() <= 128)
-        .filter(|id| id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')))
+        .filter(|id| {
+            id.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        })
         .map(str::to_string)
         .unwrap_or_else(|| Uuid::new_v4().to_string())
 }
@@ -86,7 +89,10 @@ fn limit_for(state: &AppState, principal: Option<&Principal>, path: &str) -> (St
     match principal {
         Some(principal) => {
             let limit = match principal.rate_limit_per_minute {
-                Some(rate) => Limit { per_minute: rate, burst: rate },
+                Some(rate) => Limit {
+                    per_minute: rate,
+                    burst: rate,
+                },
                 None => Limit {
                     per_minute: config.rate_limit_per_minute,
                     burst: config.rate_limit_burst,
@@ -135,16 +141,38 @@ fn insert_security_headers(headers: &mut HeaderMap) {
 /// a problem response so that every error has the same shape.
 fn ensure_problem(response: Response) -> Response {
     let status = response.status();
-    if !(status.is_client_error() || status.is_server_error()) || response.extensions().get::<ProblemRendered>().is_some() {
+    if !(status.is_client_error() || status.is_server_error())
+        || response.extensions().get::<ProblemRendered>().is_some()
+    {
         return response;
     }
     let (code, title, detail) = match status {
         StatusCode::NOT_FOUND => ("not_found", "Not found", "no such route".to_string()),
-        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "Method not allowed", "this route does not accept that method".to_string()),
-        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "Payload too large", "the request body is too large".to_string()),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "Unsupported media type", "unsupported content type".to_string()),
-        status if status.is_server_error() => ("internal_error", "Internal server error", "the server could not complete the request".to_string()),
-        _ => ("bad_request", "Bad request", "the request could not be processed".to_string()),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method_not_allowed",
+            "Method not allowed",
+            "this route does not accept that method".to_string(),
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "payload_too_large",
+            "Payload too large",
+            "the request body is too large".to_string(),
+        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+            "unsupported_media_type",
+            "Unsupported media type",
+            "unsupported content type".to_string(),
+        ),
+        status if status.is_server_error() => (
+            "internal_error",
+            "Internal server error",
+            "the server could not complete the request".to_string(),
+        ),
+        _ => (
+            "bad_request",
+            "Bad request",
+            "the request could not be processed".to_string(),
+        ),
     };
     let mut problem = problem_response(status, code, title, detail, None);
     for (name, value) in response.headers() {
@@ -174,7 +202,9 @@ fn is_state_changing(method: &Method) -> bool {
 pub async fn pipeline(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let request_id = request_id(request.headers());
     let scoped_id = request_id.clone();
-    REQUEST_ID.scope(scoped_id, handle(state, request_id, &mut request, next)).await
+    REQUEST_ID
+        .scope(scoped_id, handle(state, request_id, &mut request, next))
+        .await
 }
 
 async fn handle(state: AppState, request_id: String, request: &mut Request, next: Next) -> Response {
@@ -188,7 +218,11 @@ async fn handle(state: AppState, request_id: String, request: &mut Request, next
         .unwrap_or_else(|| "unmatched".into());
 
     // Authenticate once; handlers read the result from the context.
-    let authentication = if metered { authenticate(&state, request.headers()).await } else { None };
+    let authentication = if metered {
+        authenticate(&state, request.headers()).await
+    } else {
+        None
+    };
     let context: SharedContext = Arc::new(RequestContext {
         request_id: request_id.clone(),
         client_ip: client_ip(request),
@@ -238,7 +272,14 @@ async fn handle(state: AppState, request_id: String, request: &mut Request, next
     response
 }
 
-async fn record_access(state: &AppState, context: &RequestContext, method: &Method, path: &str, route: &str, status: StatusCode) {
+async fn record_access(
+    state: &AppState,
+    context: &RequestContext,
+    method: &Method,
+    path: &str,
+    route: &str,
+    status: StatusCode,
+) {
     let principal = context.principal();
     if let Some(principal) = principal {
         if let Ok(mut counts) = state.request_counts.lock() {
@@ -246,9 +287,15 @@ async fn record_access(state: &AppState, context: &RequestContext, method: &Meth
         }
     }
     let (audit_status, severity) = outcome(status);
-    let mut event = AuditEvent::new(state.clock.now(), "access", &format!("{method} {route}"), audit_status, severity)
-        .user(context.audit_user_id(), principal.and_then(|p| p.api_key_id.clone()))
-        .description(status.canonical_reason().unwrap_or("").to_string());
+    let mut event = AuditEvent::new(
+        state.clock.now(),
+        "access",
+        &format!("{method} {route}"),
+        audit_status,
+        severity,
+    )
+    .user(context.audit_user_id(), principal.and_then(|p| p.api_key_id.clone()))
+    .description(status.canonical_reason().unwrap_or("").to_string());
     event.client_ip = Some(context.client_ip.to_string());
     event.method = Some(method.to_string());
     // The path only: query strings may carry values that must not be logged.
@@ -260,13 +307,21 @@ async fn record_access(state: &AppState, context: &RequestContext, method: &Meth
     let security_event = match status {
         StatusCode::TOO_MANY_REQUESTS => Some(("rate_limit_exceeded", "rate limit exceeded")),
         StatusCode::FORBIDDEN => Some(("permission_denied", "permission denied")),
-        StatusCode::UNAUTHORIZED if context.authentication.is_some() => Some(("authentication_failed", "credentials rejected")),
+        StatusCode::UNAUTHORIZED if context.authentication.is_some() => {
+            Some(("authentication_failed", "credentials rejected"))
+        }
         _ => None,
     };
     if let Some((event_type, what)) = security_event {
-        let mut event = AuditEvent::new(state.clock.now(), event_type, &format!("{method} {route}"), Status::Denied, Severity::Low)
-            .user(context.audit_user_id(), principal.and_then(|p| p.api_key_id.clone()))
-            .description(format!("{what} on {method} {route}"));
+        let mut event = AuditEvent::new(
+            state.clock.now(),
+            event_type,
+            &format!("{method} {route}"),
+            Status::Denied,
+            Severity::Low,
+        )
+        .user(context.audit_user_id(), principal.and_then(|p| p.api_key_id.clone()))
+        .description(format!("{what} on {method} {route}"));
         event.client_ip = Some(context.client_ip.to_string());
         event.method = Some(method.to_string());
         event.path = Some(path.chars().take(512).collect());

@@ -31,7 +31,10 @@ pub fn router(state: AppState) -> Router {
         .merge(keys::router())
         .merge(admin::router())
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::pipeline))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::pipeline,
+        ))
         .layer(CatchPanicLayer::custom(|_| {
             error::problem_response(
                 axum::http::StatusCode::INTERNAL_SERVER_ERROR,

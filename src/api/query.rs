@@ -51,7 +51,10 @@ impl QueryPairs {
     }
 
     pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.0.iter().filter(move |(key, _)| key == name).map(|(_, value)| value.as_str())
+        self.0
+            .iter()
+            .filter(move |(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
     }
 
     /// `limit`, 1 to 100, default `default`.
@@ -63,7 +66,9 @@ impl QueryPairs {
             None => Ok(default),
             Some(raw) => match raw.parse::<u32>() {
                 Ok(limit) if (1..=100).contains(&limit) => Ok(limit),
-                _ => Err(ApiError::InvalidParameter("`limit` must be a whole number from 1 to 100".into())),
+                _ => Err(ApiError::InvalidParameter(
+                    "`limit` must be a whole number from 1 to 100".into(),
+                )),
             },
         }
     }

@@ -38,19 +38,34 @@ fn is_ndjson(request: &Request) -> bool {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    matches!(essence.as_str(), "application/x-ndjson" | "application/jsonl" | "application/json-lines")
+    matches!(
+        essence.as_str(),
+        "application/x-ndjson" | "application/jsonl" | "application/json-lines"
+    )
 }
 
-async fn import_entries(State(state): State<AppState>, caller: Authenticated, Context(context): Context, query: QueryPairs, request: Request) -> ApiResult<Json<ImportReport>> {
+async fn import_entries(
+    State(state): State<AppState>,
+    caller: Authenticated,
+    Context(context): Context,
+    query: QueryPairs,
+    request: Request,
+) -> ApiResult<Json<ImportReport>> {
     let principal = caller.require("write")?;
     query.only(&["on_conflict"])?;
     let update_existing = match query.single("on_conflict")? {
         None | Some("skip") => false,
         Some("update") => true,
-        Some(_) => return Err(ApiError::InvalidParameter("`on_conflict` must be `skip` or `update`".into())),
+        Some(_) => {
+            return Err(ApiError::InvalidParameter(
+                "`on_conflict` must be `skip` or `update`".into(),
+            ))
+        }
     };
     if !is_ndjson(&request) {
-        return Err(ApiError::UnsupportedMediaType("send the body as application/x-ndjson, one entry per line".into()));
+        return Err(ApiError::UnsupportedMediaType(
+            "send the body as application/x-ndjson, one entry per line".into(),
+        ));
     }
 
     let max_line = state.config.max_body_bytes;
@@ -81,7 +96,11 @@ async fn import_entries(State(state): State<AppState>, caller: Authenticated, Co
             session.push_line(line_number, &line[..line.len() - 1]).await?;
         }
         if buffer.len() > max_line && !discarding {
-            session.reject_line(line_number + 1, "line_too_long", format!("the line is longer than {max_line} bytes"));
+            session.reject_line(
+                line_number + 1,
+                "line_too_long",
+                format!("the line is longer than {max_line} bytes"),
+            );
             buffer.clear();
             discarding = true;
         } else if discarding {
@@ -98,19 +117,28 @@ async fn import_entries(State(state): State<AppState>, caller: Authenticated, Co
 }
 
 async fn record_import(state: &AppState, context: &SharedContext, principal: &Principal, report: &ImportReport) {
-    let mut event = AuditEvent::new(state.clock.now(), "entries_imported", "import", Status::Success, Severity::Info)
-        .user(Some(principal.user_id.to_string()), principal.api_key_id.clone())
-        .description(format!(
-            "import: {} created, {} updated, {} skipped",
-            report.created, report.updated, report.skipped
-        ));
+    let mut event = AuditEvent::new(
+        state.clock.now(),
+        "entries_imported",
+        "import",
+        Status::Success,
+        Severity::Info,
+    )
+    .user(Some(principal.user_id.to_string()), principal.api_key_id.clone())
+    .description(format!(
+        "import: {} created, {} updated, {} skipped",
+        report.created, report.updated, report.skipped
+    ));
     event.client_ip = Some(context.client_ip.to_string());
     event.request_id = Some(context.request_id.clone());
     state.audit.record(event).await;
 }
 
 /// Produces the export as pages of JSON Lines.
-fn export_stream(registry: Registry, principal: Principal) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> {
+fn export_stream(
+    registry: Registry,
+    principal: Principal,
+) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> {
     futures::stream::unfold(Some(None::<EntryCursor>), move |position| {
         let registry = registry.clone();
         let principal = principal.clone();
@@ -138,7 +166,11 @@ fn export_stream(registry: Registry, principal: Principal) -> impl futures::Stre
     })
 }
 
-async fn export_entries(State(state): State<AppState>, caller: Authenticated, query: QueryPairs) -> ApiResult<Response> {
+async fn export_entries(
+    State(state): State<AppState>,
+    caller: Authenticated,
+    query: QueryPairs,
+) -> ApiResult<Response> {
     let principal = caller.require("read")?;
     query.only(&[])?;
     let body = Body::from_stream(export_stream(state.registry.clone(), principal));

@@ -37,14 +37,19 @@ fn load_or_create(path: &Path, generate: impl FnOnce() -> String) -> anyhow::Res
 pub(super) fn jwt_secret(data_dir: &Path) -> anyhow::Result<SecretString> {
     let value = load_or_create(&data_dir.join("jwt_secret.key"), || random_token(64))?;
     if value.chars().count() < 32 {
-        anyhow::bail!("{} holds a key shorter than 32 characters; delete it to generate a new one", data_dir.join("jwt_secret.key").display());
+        anyhow::bail!(
+            "{} holds a key shorter than 32 characters; delete it to generate a new one",
+            data_dir.join("jwt_secret.key").display()
+        );
     }
     Ok(SecretString::new(value))
 }
 
 pub(super) fn encryption_key(data_dir: &Path) -> anyhow::Result<[u8; 32]> {
     let path = data_dir.join("encryption.key");
-    let value = load_or_create(&path, || base64::engine::general_purpose::STANDARD.encode(random_bytes::<32>()))?;
+    let value = load_or_create(&path, || {
+        base64::engine::general_purpose::STANDARD.encode(random_bytes::<32>())
+    })?;
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(value.trim())
         .with_context(|| format!("{} is not base64", path.display()))?;

@@ -52,7 +52,12 @@ pub fn whole_second_after(time: DateTime<Utc>) -> DateTime<Utc> {
 ///
 /// # Errors
 /// Invalid username, policy violation, unknown role, duplicate username.
-pub async fn create_user(store: &SharedStore, known_roles: &[String], new: NewUser, now: DateTime<Utc>) -> Result<User, CreateUserError> {
+pub async fn create_user(
+    store: &SharedStore,
+    known_roles: &[String],
+    new: NewUser,
+    now: DateTime<Utc>,
+) -> Result<User, CreateUserError> {
     if !valid_username(&new.username) {
         return Err(CreateUserError::InvalidUsername);
     }
@@ -88,12 +93,22 @@ pub async fn create_user(store: &SharedStore, known_roles: &[String], new: NewUs
 ///
 /// # Errors
 /// Storage or hashing failures.
-pub async fn ensure_admin(store: &SharedStore, username: &str, password: Option<&SecretString>, now: DateTime<Utc>) -> anyhow::Result<Option<SecretString>> {
+pub async fn ensure_admin(
+    store: &SharedStore,
+    username: &str,
+    password: Option<&SecretString>,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Option<SecretString>> {
     if store.count_users().await? > 0 {
         return Ok(None);
     }
-    let generated = password.is_none().then(|| SecretString::new(crate::crypto::random_token(24)));
-    let password = password.cloned().or_else(|| generated.clone()).unwrap_or_else(|| SecretString::new(""));
+    let generated = password
+        .is_none()
+        .then(|| SecretString::new(crate::crypto::random_token(24)));
+    let password = password
+        .cloned()
+        .or_else(|| generated.clone())
+        .unwrap_or_else(|| SecretString::new(""));
     let new = NewUser {
         username: username.to_string(),
         password,

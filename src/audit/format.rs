@@ -106,7 +106,9 @@ pub fn verify_chain<'a>(lines: impl Iterator<Item = &'a str>, start_hash: &str) 
         }
         let value: serde_json::Value = serde_json::from_str(&body).map_err(|_| problem("not valid JSON"))?;
         if value.get("prev_hash").and_then(|v| v.as_str()) != Some(previous.as_str()) {
-            return Err(problem("prev_hash does not match the line before (line removed, inserted or reordered)"));
+            return Err(problem(
+                "prev_hash does not match the line before (line removed, inserted or reordered)",
+            ));
         }
         previous = recorded.to_string();
         count = number;
@@ -123,8 +125,14 @@ mod tests {
         let mut previous = GENESIS_HASH.to_string();
         (0..count)
             .map(|i| {
-                let event = AuditEvent::new(chrono::Utc::now(), "access", "GET /health", Status::Success, Severity::Info)
-                    .description(format!("event {i}"));
+                let event = AuditEvent::new(
+                    chrono::Utc::now(),
+                    "access",
+                    "GET /health",
+                    Status::Success,
+                    Severity::Info,
+                )
+                .description(format!("event {i}"));
                 let (line, hash) = render_line(&event, &previous);
                 previous = hash;
                 line

@@ -123,7 +123,10 @@ fn read_last_hash(path: &Path) -> io::Result<String> {
     match tail.lines().rev().find(|line| !line.trim().is_empty()) {
         None => Ok(GENESIS_HASH.to_string()),
         Some(line) => line_hash(line).ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidData, "the audit log's last line has no hash; it is not a Hyper Registry audit log")
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the audit log's last line has no hash; it is not a Hyper Registry audit log",
+            )
         }),
     }
 }
@@ -198,13 +201,19 @@ impl Writer {
     }
 
     fn append(&mut self, line: &str) -> io::Result<()> {
-        let file = self.file.as_mut().ok_or_else(|| io::Error::other("audit log not open"))?;
+        let file = self
+            .file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("audit log not open"))?;
         file.write_all(line.as_bytes())?;
         file.write_all(b"\n")
     }
 
     fn flush(&mut self, sync: bool) -> io::Result<()> {
-        let file = self.file.as_mut().ok_or_else(|| io::Error::other("audit log not open"))?;
+        let file = self
+            .file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("audit log not open"))?;
         file.flush()?;
         if sync {
             file.get_ref().sync_data()?;

@@ -29,7 +29,10 @@ pub struct ParsedKey {
 
 impl std::fmt::Debug for ParsedKey {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.debug_struct("ParsedKey").field("id", &self.id).finish_non_exhaustive()
+        formatter
+            .debug_struct("ParsedKey")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -90,9 +93,9 @@ impl ParsedKey {
     /// Whether the secret matches a stored hash under any of the peppers.
     pub fn matches(&self, stored: &[u8], peppers: &[[u8; 32]]) -> bool {
         // Every pepper is tried, so the time does not depend on which matched.
-        peppers
-            .iter()
-            .fold(false, |found, pepper| constant_time_eq(&self.secret_hash(pepper), stored) | found)
+        peppers.iter().fold(false, |found, pepper| {
+            constant_time_eq(&self.secret_hash(pepper), stored) | found
+        })
     }
 }
 
@@ -121,7 +124,14 @@ mod tests {
     #[test]
     fn truncated_and_foreign_keys_rejected() {
         let (key, _) = generate();
-        for candidate in [&key[..key.len() - 1], "hrk_", "", "Bearer x", "hrk_abc_def", "sk_live_0000"] {
+        for candidate in [
+            &key[..key.len() - 1],
+            "hrk_",
+            "",
+            "Bearer x",
+            "hrk_abc_def",
+            "sk_live_0000",
+        ] {
             assert!(parse(candidate).is_none(), "{candidate}");
         }
     }

@@ -72,7 +72,13 @@ pub struct TokenSigner {
 }
 
 impl TokenSigner {
-    pub fn new(current: &SecretString, previous: &[SecretString], issuer: &str, audience: &str, leeway_seconds: u32) -> Self {
+    pub fn new(
+        current: &SecretString,
+        previous: &[SecretString],
+        issuer: &str,
+        audience: &str,
+        leeway_seconds: u32,
+    ) -> Self {
         TokenSigner {
             current: SigningKey::new(current),
             previous: previous.iter().map(SigningKey::new).collect(),
@@ -86,7 +92,13 @@ impl TokenSigner {
     ///
     /// # Errors
     /// Fails only if serialisation fails, which the fixed claim types rule out.
-    pub fn issue(&self, subject: Uuid, token_type: TokenType, now: DateTime<Utc>, lifetime: chrono::Duration) -> Result<(String, Claims), jsonwebtoken::errors::Error> {
+    pub fn issue(
+        &self,
+        subject: Uuid,
+        token_type: TokenType,
+        now: DateTime<Utc>,
+        lifetime: chrono::Duration,
+    ) -> Result<(String, Claims), jsonwebtoken::errors::Error> {
         let claims = Claims {
             sub: subject.to_string(),
             iss: self.issuer.clone(),
@@ -162,7 +174,13 @@ mod tests {
     const SECRET: &str = "0123456789abcdef0123456789abcdef-test";
 
     fn signer() -> TokenSigner {
-        TokenSigner::new(&SecretString::new(SECRET), &[], "hyper-registry", "hyper-registry-api", 30)
+        TokenSigner::new(
+            &SecretString::new(SECRET),
+            &[],
+            "hyper-registry",
+            "hyper-registry-api",
+            30,
+        )
     }
 
     fn issue(signer: &TokenSigner, token_type: TokenType) -> String {
@@ -202,12 +220,16 @@ mod tests {
     #[test]
     fn forged_helper_accepted_when_header_is_ours() {
         let header = format!(r#"{{"alg":"HS256","typ":"JWT","kid":"{}"}}"#, kid());
-        assert!(signer().verify(&forge(&header, &valid_claims()), TokenType::Access, Utc::now()).is_ok());
+        assert!(signer()
+            .verify(&forge(&header, &valid_claims()), TokenType::Access, Utc::now())
+            .is_ok());
     }
 
     #[test]
     fn foreign_algorithms_rejected() {
-        for alg in ["none", "None", "NONE", "nOnE", "HS384", "HS512", "RS256", "ES256", "PS256"] {
+        for alg in [
+            "none", "None", "NONE", "nOnE", "HS384", "HS512", "RS256", "ES256", "PS256",
+        ] {
             let header = format!(r#"{{"alg":"{alg}","typ":"JWT","kid":"{}"}}"#, kid());
             let result = signer().verify(&forge(&header, &valid_claims()), TokenType::Access, Utc::now());
             assert!(result.is_err(), "alg {alg} must be rejected");
@@ -217,17 +239,27 @@ mod tests {
     #[test]
     fn missing_alg_rejected() {
         let header = format!(r#"{{"typ":"JWT","kid":"{}"}}"#, kid());
-        assert!(signer().verify(&forge(&header, &valid_claims()), TokenType::Access, Utc::now()).is_err());
+        assert!(signer()
+            .verify(&forge(&header, &valid_claims()), TokenType::Access, Utc::now())
+            .is_err());
     }
 
     #[test]
     fn header_key_material_rejected() {
         let headers = [
             format!(r#"{{"alg":"HS256","kid":"{}","jku":"http://127.0.0.1:1/keys"}}"#, kid()),
-            format!(r#"{{"alg":"HS256","kid":"{}","jwk":{{"kty":"oct","k":"AAAA"}}}}"#, kid()),
+            format!(
+                r#"{{"alg":"HS256","kid":"{}","jwk":{{"kty":"oct","k":"AAAA"}}}}"#,
+                kid()
+            ),
         ];
         for header in headers {
-            assert!(signer().verify(&forge(&header, &valid_claims()), TokenType::Access, Utc::now()).is_err(), "{header}");
+            assert!(
+                signer()
+                    .verify(&forge(&header, &valid_claims()), TokenType::Access, Utc::now())
+                    .is_err(),
+                "{header}"
+            );
         }
     }
 
@@ -235,16 +267,25 @@ mod tests {
     fn odd_kid_values_rejected() {
         for kid in ["../../etc/passwd", "' OR 1=1 --", "", "/dev/null"] {
             let header = format!(r#"{{"alg":"HS256","kid":"{}"}}"#, kid.replace('"', "\\\""));
-            assert!(signer().verify(&forge(&header, &valid_claims()), TokenType::Access, Utc::now()).is_err(), "kid {kid}");
+            assert!(
+                signer()
+                    .verify(&forge(&header, &valid_claims()), TokenType::Access, Utc::now())
+                    .is_err(),
+                "kid {kid}"
+            );
         }
     }
 
     #[test]
     fn missing_exp_rejected() {
         let now = Utc::now().timestamp();
-        let claims = format!(r#"{{"sub":"s","iss":"hyper-registry","aud":"hyper-registry-api","iat":{now},"nbf":{now},"jti":"x","typ":"access"}}"#);
+        let claims = format!(
+            r#"{{"sub":"s","iss":"hyper-registry","aud":"hyper-registry-api","iat":{now},"nbf":{now},"jti":"x","typ":"access"}}"#
+        );
         let header = format!(r#"{{"alg":"HS256","kid":"{}"}}"#, kid());
-        assert!(signer().verify(&forge(&header, &claims), TokenType::Access, Utc::now()).is_err());
+        assert!(signer()
+            .verify(&forge(&header, &claims), TokenType::Access, Utc::now())
+            .is_err());
     }
 
     #[test]
@@ -256,7 +297,9 @@ mod tests {
             now + 600
         );
         let header = format!(r#"{{"alg":"HS256","kid":"{}"}}"#, kid());
-        assert!(signer().verify(&forge(&header, &claims), TokenType::Access, Utc::now()).is_err());
+        assert!(signer()
+            .verify(&forge(&header, &claims), TokenType::Access, Utc::now())
+            .is_err());
     }
 
     #[test]
@@ -264,7 +307,10 @@ mod tests {
         let signer = signer();
         let token = issue(&signer, TokenType::Access);
         let later = Utc::now() + chrono::Duration::minutes(5) + chrono::Duration::seconds(31);
-        assert_eq!(signer.verify(&token, TokenType::Access, later).unwrap_err(), TokenError::Expired);
+        assert_eq!(
+            signer.verify(&token, TokenType::Access, later).unwrap_err(),
+            TokenError::Expired
+        );
         let within_leeway = Utc::now() + chrono::Duration::minutes(5) + chrono::Duration::seconds(10);
         assert!(signer.verify(&token, TokenType::Access, within_leeway).is_ok());
     }

@@ -47,10 +47,19 @@ pub struct CreatedKey {
 /// # Errors
 /// [`KeyError::Invalid`] for a bad name, unknown permission, lifetime or
 /// rate; [`KeyError::Forbidden`] for permissions the owner lacks.
-pub async fn create_key(auth: &Authenticator, owner: &User, request: KeyRequest, limits: KeyLimits, pepper: &[u8; 32], now: DateTime<Utc>) -> Result<CreatedKey, KeyError> {
+pub async fn create_key(
+    auth: &Authenticator,
+    owner: &User,
+    request: KeyRequest,
+    limits: KeyLimits,
+    pepper: &[u8; 32],
+    now: DateTime<Utc>,
+) -> Result<CreatedKey, KeyError> {
     let name = request.name.trim().to_string();
     if name.is_empty() || name.chars().count() > 128 || name.chars().any(char::is_control) {
-        return Err(KeyError::Invalid("`name` must be 1 to 128 characters without control characters".into()));
+        return Err(KeyError::Invalid(
+            "`name` must be 1 to 128 characters without control characters".into(),
+        ));
     }
     let owner_permissions = auth.permissions_of(&owner.roles);
     let permissions = match request.permissions {
@@ -61,18 +70,25 @@ pub async fn create_key(auth: &Authenticator, owner: &User, request: KeyRequest,
                 parsed.push(Permission::parse(name).map_err(|error| KeyError::Invalid(error.to_string()))?);
             }
             if !owner_permissions.covers(&PermissionSet::new(parsed.clone())) {
-                return Err(KeyError::Forbidden("a key's permissions must be a subset of its owner's".into()));
+                return Err(KeyError::Forbidden(
+                    "a key's permissions must be a subset of its owner's".into(),
+                ));
             }
             parsed.iter().map(|p| p.to_string()).collect()
         }
     };
     let days = request.expires_in_days.unwrap_or(limits.default_days);
     if days == 0 || days > limits.max_days {
-        return Err(KeyError::Invalid(format!("`expires_in_days` must be from 1 to {}", limits.max_days)));
+        return Err(KeyError::Invalid(format!(
+            "`expires_in_days` must be from 1 to {}",
+            limits.max_days
+        )));
     }
     if let Some(rate) = request.rate_limit_per_minute {
         if rate == 0 || rate > 1_000_000 {
-            return Err(KeyError::Invalid("`rate_limit_per_minute` must be from 1 to 1000000".into()));
+            return Err(KeyError::Invalid(
+                "`rate_limit_per_minute` must be from 1 to 1000000".into(),
+            ));
         }
     }
 
@@ -98,7 +114,13 @@ pub async fn create_key(auth: &Authenticator, owner: &User, request: KeyRequest,
 ///
 /// # Errors
 /// [`KeyError::NotFound`], or [`KeyError::Invalid`] for a revoked key or a bad grace period.
-pub async fn rotate_key(auth: &Authenticator, old: &ApiKeyRecord, grace_hours: u32, pepper: &[u8; 32], now: DateTime<Utc>) -> Result<CreatedKey, KeyError> {
+pub async fn rotate_key(
+    auth: &Authenticator,
+    old: &ApiKeyRecord,
+    grace_hours: u32,
+    pepper: &[u8; 32],
+    now: DateTime<Utc>,
+) -> Result<CreatedKey, KeyError> {
     if old.revoked_at.is_some_and(|at| at <= now) || old.expires_at <= now {
         return Err(KeyError::Invalid("a revoked or expired key cannot be rotated".into()));
     }
@@ -130,7 +152,12 @@ pub async fn rotate_key(auth: &Authenticator, old: &ApiKeyRecord, grace_hours: u
 ///
 /// # Errors
 /// [`KeyError::NotFound`] also for other users' keys, so ids cannot be probed.
-pub async fn find_manageable_key(auth: &Authenticator, id: &str, caller_id: Uuid, admin: bool) -> Result<ApiKeyRecord, KeyError> {
+pub async fn find_manageable_key(
+    auth: &Authenticator,
+    id: &str,
+    caller_id: Uuid,
+    admin: bool,
+) -> Result<ApiKeyRecord, KeyError> {
     let valid_id = id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric());
     if !valid_id {
         return Err(KeyError::NotFound);

@@ -87,7 +87,13 @@ impl Authenticator {
     ///
     /// # Errors
     /// Fails when the roles cannot be read.
-    pub async fn new(store: SharedStore, signer: TokenSigner, peppers: Vec<[u8; 32]>, clock: Arc<dyn Clock>, settings: AuthSettings) -> Result<Self, AuthError> {
+    pub async fn new(
+        store: SharedStore,
+        signer: TokenSigner,
+        peppers: Vec<[u8; 32]>,
+        clock: Arc<dyn Clock>,
+        settings: AuthSettings,
+    ) -> Result<Self, AuthError> {
         let authenticator = Authenticator {
             store,
             signer,
@@ -161,7 +167,8 @@ impl Authenticator {
             Ok(user) => user,
             Err(error) => return fail(error.into(), None, false),
         };
-        let verified = verify_password_async(password.to_string(), user.as_ref().map(|u| u.password_hash.clone())).await;
+        let verified =
+            verify_password_async(password.to_string(), user.as_ref().map(|u| u.password_hash.clone())).await;
 
         let Some(mut user) = user else {
             let (locked, locked_now) = self.count_unknown_failure(username, now);
@@ -173,12 +180,20 @@ impl Authenticator {
         };
 
         if let Some(until) = user.locked_until.filter(|until| *until > now) {
-            return fail(AuthError::AccountLocked { retry_after_seconds: seconds_until(now, until) }, Some(user.id), false);
+            return fail(
+                AuthError::AccountLocked {
+                    retry_after_seconds: seconds_until(now, until),
+                },
+                Some(user.id),
+                false,
+            );
         }
         if !verified {
             let locked_now = self.count_failure(&mut user, now).await;
             let error = match user.locked_until.filter(|until| *until > now) {
-                Some(until) => AuthError::AccountLocked { retry_after_seconds: seconds_until(now, until) },
+                Some(until) => AuthError::AccountLocked {
+                    retry_after_seconds: seconds_until(now, until),
+                },
                 None => AuthError::InvalidCredentials,
             };
             return fail(error, Some(user.id), locked_now);
@@ -281,7 +296,11 @@ impl Authenticator {
     pub async fn authenticate_api_key(&self, presented: &str) -> Result<Principal, AuthError> {
         // A malformed key or a bad checksum is rejected without a lookup.
         let parsed = api_key::parse(presented).ok_or(AuthError::InvalidApiKey)?;
-        let record = self.store.find_api_key(&parsed.id).await?.ok_or(AuthError::InvalidApiKey)?;
+        let record = self
+            .store
+            .find_api_key(&parsed.id)
+            .await?
+            .ok_or(AuthError::InvalidApiKey)?;
         if !parsed.matches(&record.secret_hash, &self.peppers) {
             return Err(AuthError::InvalidApiKey);
         }
@@ -292,7 +311,11 @@ impl Authenticator {
         if record.expires_at <= now {
             return Err(AuthError::ApiKeyExpired);
         }
-        let owner = self.store.find_user(record.user_id).await?.ok_or(AuthError::InvalidApiKey)?;
+        let owner = self
+            .store
+            .find_user(record.user_id)
+            .await?
+            .ok_or(AuthError::InvalidApiKey)?;
         if owner.disabled {
             return Err(AuthError::InvalidApiKey);
         }
@@ -301,7 +324,12 @@ impl Authenticator {
         let key_permissions = PermissionSet::new(record.permissions.iter().filter_map(|p| Permission::parse(p).ok()));
         let permissions = key_permissions.intersect(&self.permissions_of(&owner.roles));
         self.note_key_use(&record.id, now);
-        Ok(principal(&owner, permissions, Some(record.id), record.rate_limit_per_minute))
+        Ok(principal(
+            &owner,
+            permissions,
+            Some(record.id),
+            record.rate_limit_per_minute,
+        ))
     }
 
     fn note_key_use(&self, key_id: &str, at: DateTime<Utc>) {
@@ -334,7 +362,12 @@ impl Authenticator {
     }
 }
 
-fn principal(user: &User, permissions: PermissionSet, api_key_id: Option<String>, rate_limit: Option<u32>) -> Principal {
+fn principal(
+    user: &User,
+    permissions: PermissionSet,
+    api_key_id: Option<String>,
+    rate_limit: Option<u32>,
+) -> Principal {
     Principal {
         user_id: user.id,
         username: user.username.clone(),

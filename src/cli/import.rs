@@ -60,7 +60,10 @@ pub(super) async fn run(args: ImportArgs, config: &Config) -> anyhow::Result<Exi
     let mut session = core.registry.start_import(owner.id, update, true);
 
     let progress = ProgressBar::new_spinner();
-    progress.set_style(ProgressStyle::with_template("{spinner} {pos} lines read, {msg} [{elapsed}]").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+    progress.set_style(
+        ProgressStyle::with_template("{spinner} {pos} lines read, {msg} [{elapsed}]")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
     let max_line = config.max_body_bytes;
     let mut line = Vec::with_capacity(4096);
     let mut number: u64 = 0;
@@ -75,7 +78,11 @@ pub(super) async fn run(args: ImportArgs, config: &Config) -> anyhow::Result<Exi
         }
         number += 1;
         if line.len() > max_line && line.last() != Some(&b'\n') {
-            session.reject_line(number, "line_too_long", format!("the line is longer than {max_line} bytes"));
+            session.reject_line(
+                number,
+                "line_too_long",
+                format!("the line is longer than {max_line} bytes"),
+            );
             // Skip the rest of the over-long line.
             let mut rest = Vec::new();
             reader.read_until(b'\n', &mut rest)?;
@@ -94,7 +101,10 @@ pub(super) async fn run(args: ImportArgs, config: &Config) -> anyhow::Result<Exi
     let report = session.finish().await?;
     progress.finish_and_clear();
 
-    println!("read {number} lines: {} created, {} updated, {} skipped", report.created, report.updated, report.skipped);
+    println!(
+        "read {number} lines: {} created, {} updated, {} skipped",
+        report.created, report.updated, report.skipped
+    );
     let mut reasons: BTreeMap<&str, u64> = BTreeMap::new();
     for error in &report.errors {
         *reasons.entry(error.code).or_insert(0) += 1;

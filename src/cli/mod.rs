@@ -110,7 +110,8 @@ fn read_secret(path: Option<&std::path::Path>) -> anyhow::Result<crate::config::
     let mut line = String::new();
     match path {
         Some(path) if path.as_os_str() != "-" => {
-            let file = std::fs::File::open(path).map_err(|error| anyhow::anyhow!("could not open {}: {error}", path.display()))?;
+            let file = std::fs::File::open(path)
+                .map_err(|error| anyhow::anyhow!("could not open {}: {error}", path.display()))?;
             std::io::BufReader::new(file).read_line(&mut line)?;
         }
         _ => {

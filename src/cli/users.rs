@@ -37,14 +37,23 @@ pub(super) async fn run(command: UsersCommand, config: &Config) -> anyhow::Resul
             let core = Core::open(config, clock.clone()).await?;
             let mut known: Vec<String> = builtin_roles().into_iter().map(|role| role.name).collect();
             known.extend(core.store.list_roles().await?.into_iter().map(|role| role.name));
-            let roles = if args.roles.is_empty() { vec!["user".to_string()] } else { args.roles };
+            let roles = if args.roles.is_empty() {
+                vec!["user".to_string()]
+            } else {
+                args.roles
+            };
             let new = NewUser {
                 username: args.username,
                 password,
                 roles,
             };
             let user = create_user(&core.store, &known, new, clock.now()).await?;
-            println!("created user {} ({}) with roles {}", user.username, user.id, user.roles.join(", "));
+            println!(
+                "created user {} ({}) with roles {}",
+                user.username,
+                user.id,
+                user.roles.join(", ")
+            );
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -157,7 +157,9 @@ impl Config {
         if api_key_expire_days > api_key_max_expire_days {
             return Err(ConfigError {
                 variable: "API_KEY_EXPIRE_DAYS",
-                problem: format!("{api_key_expire_days} is longer than API_KEY_MAX_EXPIRE_DAYS ({api_key_max_expire_days})"),
+                problem: format!(
+                    "{api_key_expire_days} is longer than API_KEY_MAX_EXPIRE_DAYS ({api_key_max_expire_days})"
+                ),
                 fix: "lower API_KEY_EXPIRE_DAYS or raise API_KEY_MAX_EXPIRE_DAYS".into(),
             });
         }
@@ -176,8 +178,14 @@ impl Config {
             .map(PathBuf::from)
             .unwrap_or_else(|| data_dir.join("audit.log"));
 
-        let log_level = vars.get("LOG_LEVEL").unwrap_or_else(|| "info".into()).to_ascii_lowercase();
-        if !matches!(log_level.as_str(), "trace" | "debug" | "info" | "warn" | "warning" | "error") {
+        let log_level = vars
+            .get("LOG_LEVEL")
+            .unwrap_or_else(|| "info".into())
+            .to_ascii_lowercase();
+        if !matches!(
+            log_level.as_str(),
+            "trace" | "debug" | "info" | "warn" | "warning" | "error"
+        ) {
             return Err(ConfigError {
                 variable: "LOG_LEVEL",
                 problem: format!("unknown level `{log_level}`"),
@@ -302,7 +310,9 @@ fn decode_encryption_key(variable: &'static str, value: &SecretString) -> Result
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(value.expose().trim())
         .map_err(|_| invalid("not valid base64"))?;
-    bytes.try_into().map_err(|_| invalid("does not decode to exactly 32 bytes"))
+    bytes
+        .try_into()
+        .map_err(|_| invalid("does not decode to exactly 32 bytes"))
 }
 
 #[cfg(test)]

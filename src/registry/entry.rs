@@ -103,7 +103,10 @@ impl EntryInput {
         }
         if let Some(status) = &self.status {
             if !STATUSES.contains(&status.as_str()) {
-                check(Err(FieldError::new("status", "must be one of active, deprecated, archived")));
+                check(Err(FieldError::new(
+                    "status",
+                    "must be one of active, deprecated, archived",
+                )));
             }
         }
         if let Some(version) = &self.version {

@@ -88,7 +88,11 @@ impl ImportSession {
             Ok(entry) => self.batch.push((number, entry)),
             Err((code, detail)) => {
                 self.report.skipped += 1;
-                self.report.note(ImportError { line: number, code, detail });
+                self.report.note(ImportError {
+                    line: number,
+                    code,
+                    detail,
+                });
             }
         }
         if self.batch.len() >= IMPORT_BATCH_SIZE {
@@ -100,11 +104,16 @@ impl ImportSession {
     /// Records a line that was too long to read, without parsing it.
     pub fn reject_line(&mut self, number: u64, code: &'static str, detail: String) {
         self.report.skipped += 1;
-        self.report.note(ImportError { line: number, code, detail });
+        self.report.note(ImportError {
+            line: number,
+            code,
+            detail,
+        });
     }
 
     fn parse(&self, line: &[u8]) -> Result<StoredEntry, (&'static str, String)> {
-        let text = std::str::from_utf8(line).map_err(|_| ("invalid_utf8", "the line is not valid UTF-8".to_string()))?;
+        let text =
+            std::str::from_utf8(line).map_err(|_| ("invalid_utf8", "the line is not valid UTF-8".to_string()))?;
         // serde_json stops at 128 levels of nesting, so a hostile line cannot
         // exhaust the stack.
         let value: Value = serde_json::from_str(text).map_err(|error| {

@@ -80,9 +80,10 @@ fn check_if_match(if_match: Option<&str>, current: &EntryView) -> RegistryResult
         return Ok(());
     };
     let etag = current.etag();
-    let matches = header.split(',').map(str::trim).any(|candidate| {
-        candidate == "*" || candidate.strip_prefix("W/").unwrap_or(candidate) == etag
-    });
+    let matches = header
+        .split(',')
+        .map(str::trim)
+        .any(|candidate| candidate == "*" || candidate.strip_prefix("W/").unwrap_or(candidate) == etag);
     if matches {
         Ok(())
     } else {
@@ -105,11 +106,16 @@ impl Registry {
         let Some(ciphertext) = &entry.sensitive else {
             return Ok(None);
         };
-        let plaintext = self.cipher.decrypt(ciphertext, &sensitive_context(entry.id)).map_err(|error| {
-            tracing::error!(entry_id = %entry.id, error = %error, "sensitive field could not be decrypted");
-            RegistryError::Decrypt
-        })?;
-        serde_json::from_slice(&plaintext).map(Some).map_err(|_| RegistryError::Decrypt)
+        let plaintext = self
+            .cipher
+            .decrypt(ciphertext, &sensitive_context(entry.id))
+            .map_err(|error| {
+                tracing::error!(entry_id = %entry.id, error = %error, "sensitive field could not be decrypted");
+                RegistryError::Decrypt
+            })?;
+        serde_json::from_slice(&plaintext)
+            .map(Some)
+            .map_err(|_| RegistryError::Decrypt)
     }
 
     /// Renders an entry for `principal`, with `sensitive` only where allowed.
@@ -175,7 +181,9 @@ impl Registry {
         if owns || principal.can("entries:manage") {
             Ok(())
         } else {
-            Err(RegistryError::Forbidden("only the owner or a holder of entries:manage may change this entry"))
+            Err(RegistryError::Forbidden(
+                "only the owner or a holder of entries:manage may change this entry",
+            ))
         }
     }
 
@@ -183,7 +191,13 @@ impl Registry {
     ///
     /// # Errors
     /// Not found, forbidden, invalid, conflict or failed precondition.
-    pub async fn replace_entry(&self, principal: &Principal, id: Uuid, body: Value, if_match: Option<&str>) -> RegistryResult<EntryView> {
+    pub async fn replace_entry(
+        &self,
+        principal: &Principal,
+        id: Uuid,
+        body: Value,
+        if_match: Option<&str>,
+    ) -> RegistryResult<EntryView> {
         let current = self.load(id).await?;
         Self::check_may_change(principal, &current, "write")?;
         check_if_match(if_match, &EntryView::new(&current, None))?;
@@ -195,12 +209,21 @@ impl Registry {
     ///
     /// # Errors
     /// Not found, forbidden, invalid, conflict or failed precondition.
-    pub async fn patch_entry(&self, principal: &Principal, id: Uuid, patch: Value, if_match: Option<&str>) -> RegistryResult<EntryView> {
+    pub async fn patch_entry(
+        &self,
+        principal: &Principal,
+        id: Uuid,
+        patch: Value,
+        if_match: Option<&str>,
+    ) -> RegistryResult<EntryView> {
         let current = self.load(id).await?;
         Self::check_may_change(principal, &current, "write")?;
         check_if_match(if_match, &EntryView::new(&current, None))?;
         let Value::Object(patch_members) = &patch else {
-            return Err(RegistryError::Invalid(vec![FieldError::new("body", "a merge patch must be a JSON object")]));
+            return Err(RegistryError::Invalid(vec![FieldError::new(
+                "body",
+                "a merge patch must be a JSON object",
+            )]));
         };
         let server_set: Vec<FieldError> = super::SERVER_FIELDS
             .iter()
@@ -247,7 +270,13 @@ impl Registry {
     ///
     /// # Errors
     /// Storage failures.
-    pub async fn list_entries(&self, principal: &Principal, filter: &EntryFilter, after: Option<&EntryCursor>, limit: u32) -> RegistryResult<ListPage> {
+    pub async fn list_entries(
+        &self,
+        principal: &Principal,
+        filter: &EntryFilter,
+        after: Option<&EntryCursor>,
+        limit: u32,
+    ) -> RegistryResult<ListPage> {
         // One extra row tells whether another page follows.
         let mut rows = self.store.list_entries(filter, after, limit + 1).await?;
         let has_more = rows.len() > limit as usize;
@@ -260,7 +289,10 @@ impl Registry {
         } else {
             None
         };
-        let items = rows.iter().map(|row| self.view(principal, row)).collect::<RegistryResult<_>>()?;
+        let items = rows
+            .iter()
+            .map(|row| self.view(principal, row))
+            .collect::<RegistryResult<_>>()?;
         Ok(ListPage { items, next })
     }
 
@@ -268,7 +300,14 @@ impl Registry {
     ///
     /// # Errors
     /// Storage failures.
-    pub async fn search_entries(&self, principal: &Principal, query: &str, filter: &EntryFilter, offset: u32, limit: u32) -> RegistryResult<SearchPage> {
+    pub async fn search_entries(
+        &self,
+        principal: &Principal,
+        query: &str,
+        filter: &EntryFilter,
+        offset: u32,
+        limit: u32,
+    ) -> RegistryResult<SearchPage> {
         let terms = super::search_terms(query);
         let mut rows = self.store.search_entries(&terms, filter, offset, limit + 1).await?;
         let has_more = rows.len() > limit as usize;

@@ -21,7 +21,9 @@ pub const MAX_SEARCH_TERMS: usize = 16;
 
 fn is_slug_segment(text: &str) -> bool {
     let mut bytes = text.bytes();
-    let first_ok = bytes.next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    let first_ok = bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
     first_ok && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'))
 }
 
@@ -32,7 +34,10 @@ fn is_slug_segment(text: &str) -> bool {
 /// A [`FieldError`] for `field` saying what is wrong.
 pub fn validate_slug(field: &str, value: &str, allow_scope: bool) -> Result<(), FieldError> {
     if value.is_empty() || value.len() > MAX_SLUG_CHARS {
-        return Err(FieldError::new(field, format!("must be 1 to {MAX_SLUG_CHARS} characters")));
+        return Err(FieldError::new(
+            field,
+            format!("must be 1 to {MAX_SLUG_CHARS} characters"),
+        ));
     }
     let body = match value.strip_prefix('@') {
         Some(scoped) if allow_scope => match scoped.split_once('/') {
@@ -54,7 +59,10 @@ pub fn validate_slug(field: &str, value: &str, allow_scope: bool) -> Result<(), 
 /// (line breaks and tabs allowed where `multiline`).
 pub fn validate_text(field: &str, value: &str, max_chars: usize, multiline: bool) -> Result<(), FieldError> {
     if value.chars().count() > max_chars {
-        return Err(FieldError::new(field, format!("must be at most {max_chars} characters")));
+        return Err(FieldError::new(
+            field,
+            format!("must be at most {max_chars} characters"),
+        ));
     }
     let bad = value
         .chars()
@@ -93,9 +101,14 @@ pub fn validate_object(field: &str, value: &serde_json::Map<String, serde_json::
         };
         FieldError::new(field, problem)
     })?;
-    let size = serde_json::to_vec(&object).map(|bytes| bytes.len()).unwrap_or(usize::MAX);
+    let size = serde_json::to_vec(&object)
+        .map(|bytes| bytes.len())
+        .unwrap_or(usize::MAX);
     if size > MAX_OBJECT_BYTES {
-        return Err(FieldError::new(field, format!("must be at most {MAX_OBJECT_BYTES} bytes as JSON")));
+        return Err(FieldError::new(
+            field,
+            format!("must be at most {MAX_OBJECT_BYTES} bytes as JSON"),
+        ));
     }
     Ok(())
 }
@@ -163,7 +176,10 @@ mod tests {
     #[test]
     fn search_terms_strip_syntax() {
         assert_eq!(search_terms("http client"), vec!["http", "client"]);
-        assert_eq!(search_terms("\"x\" OR 1=1; -- NEAR(a b) *"), vec!["x", "or", "1", "near", "a", "b"]);
+        assert_eq!(
+            search_terms("\"x\" OR 1=1; -- NEAR(a b) *"),
+            vec!["x", "or", "1", "near", "a", "b"]
+        );
         assert!(search_terms("'\"*()").is_empty());
     }
 }

@@ -62,9 +62,20 @@ pub trait Store: Send + Sync + 'static {
     async fn update_entry(&self, entry: &StoredEntry) -> StorageResult<()>;
     /// Deletes an entry; returns whether it existed.
     async fn delete_entry(&self, id: Uuid) -> StorageResult<bool>;
-    async fn list_entries(&self, filter: &EntryFilter, after: Option<&EntryCursor>, limit: u32) -> StorageResult<Vec<StoredEntry>>;
+    async fn list_entries(
+        &self,
+        filter: &EntryFilter,
+        after: Option<&EntryCursor>,
+        limit: u32,
+    ) -> StorageResult<Vec<StoredEntry>>;
     /// Ranked full-text search; `terms` are plain words, never query syntax.
-    async fn search_entries(&self, terms: &[String], filter: &EntryFilter, offset: u32, limit: u32) -> StorageResult<Vec<(StoredEntry, f64)>>;
+    async fn search_entries(
+        &self,
+        terms: &[String],
+        filter: &EntryFilter,
+        offset: u32,
+        limit: u32,
+    ) -> StorageResult<Vec<(StoredEntry, f64)>>;
     async fn entry_analytics(&self, days: u32) -> StorageResult<EntryAnalytics>;
     /// Writes a batch of imported entries in one transaction, one outcome per entry.
     async fn import_entries(&self, batch: &[StoredEntry], policy: ImportPolicy) -> StorageResult<Vec<ImportOutcome>>;
@@ -89,7 +100,9 @@ pub async fn connect(database_url: &str) -> StorageResult<SharedStore> {
     }
     // NOTE: only the embedded SQLite backend exists so far; configuration
     // validation accepts PostgreSQL URLs, which fail here with this error.
-    Err(StorageError::Corrupt("PostgreSQL storage is not available in this build".into()))
+    Err(StorageError::Corrupt(
+        "PostgreSQL storage is not available in this build".into(),
+    ))
 }
 
 /// Maps a sqlx error to the storage error a caller can act on.

@@ -94,7 +94,10 @@ pub enum ImportPolicy {
     Skip,
     /// Replace the existing entry's fields, keeping its id and owner, when the
     /// importer owns it or `may_update_any` is set.
-    Update { importer: Uuid, may_update_any: bool },
+    Update {
+        importer: Uuid,
+        may_update_any: bool,
+    },
 }
 
 /// The result of importing one entry.

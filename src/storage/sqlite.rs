@@ -211,19 +211,28 @@ async fn update_entry_row(connection: &mut SqliteConnection, entry: &StoredEntry
     replace_tags(connection, entry).await
 }
 
-async fn import_one(connection: &mut SqliteConnection, entry: &StoredEntry, policy: ImportPolicy) -> StorageResult<ImportOutcome> {
-    let existing = sqlx::query("SELECT id, owner_id, revision, created_at FROM entries WHERE category = ? AND name = ?")
-        .bind(&entry.category)
-        .bind(&entry.name)
-        .fetch_optional(&mut *connection)
-        .await
-        .map_err(classify)?;
+async fn import_one(
+    connection: &mut SqliteConnection,
+    entry: &StoredEntry,
+    policy: ImportPolicy,
+) -> StorageResult<ImportOutcome> {
+    let existing =
+        sqlx::query("SELECT id, owner_id, revision, created_at FROM entries WHERE category = ? AND name = ?")
+            .bind(&entry.category)
+            .bind(&entry.name)
+            .fetch_optional(&mut *connection)
+            .await
+            .map_err(classify)?;
     let Some(existing) = existing else {
         insert_entry_row(connection, entry).await?;
         return Ok(ImportOutcome::Created);
     };
 
-    let ImportPolicy::Update { importer, may_update_any } = policy else {
+    let ImportPolicy::Update {
+        importer,
+        may_update_any,
+    } = policy
+    else {
         return Ok(ImportOutcome::SkippedExisting);
     };
     let owner_id = uuid(existing.get("owner_id"))?;
@@ -308,7 +317,9 @@ impl Store for SqliteStore {
                 .push_bind(cursor.id.to_string())
                 .push("))");
         }
-        query.push(" ORDER BY created_at, id LIMIT ").push_bind(i64::from(limit));
+        query
+            .push(" ORDER BY created_at, id LIMIT ")
+            .push_bind(i64::from(limit));
         let rows = query.build().fetch_all(&self.pool).await.map_err(classify)?;
         rows.iter().map(user_from_row).collect()
     }
@@ -386,7 +397,12 @@ impl Store for SqliteStore {
         Ok(result.rows_affected() > 0)
     }
 
-    async fn list_entries(&self, filter: &EntryFilter, after: Option<&EntryCursor>, limit: u32) -> StorageResult<Vec<StoredEntry>> {
+    async fn list_entries(
+        &self,
+        filter: &EntryFilter,
+        after: Option<&EntryCursor>,
+        limit: u32,
+    ) -> StorageResult<Vec<StoredEntry>> {
         let mut query = QueryBuilder::<Sqlite>::new(format!("SELECT {ENTRY_COLUMNS} FROM entries e WHERE 1 = 1"));
         push_filter(&mut query, filter);
         if let Some(cursor) = after {
@@ -400,12 +416,20 @@ impl Store for SqliteStore {
                 .push_bind(cursor.id.to_string())
                 .push("))");
         }
-        query.push(" ORDER BY e.created_at, e.id LIMIT ").push_bind(i64::from(limit));
+        query
+            .push(" ORDER BY e.created_at, e.id LIMIT ")
+            .push_bind(i64::from(limit));
         let rows = query.build().fetch_all(&self.pool).await.map_err(classify)?;
         rows.iter().map(entry_from_row).collect()
     }
 
-    async fn search_entries(&self, terms: &[String], filter: &EntryFilter, offset: u32, limit: u32) -> StorageResult<Vec<(StoredEntry, f64)>> {
+    async fn search_entries(
+        &self,
+        terms: &[String],
+        filter: &EntryFilter,
+        offset: u32,
+        limit: u32,
+    ) -> StorageResult<Vec<(StoredEntry, f64)>> {
         if terms.is_empty() {
             return Ok(Vec::new());
         }
@@ -436,7 +460,9 @@ impl Store for SqliteStore {
 
     async fn entry_analytics(&self, days: u32) -> StorageResult<EntryAnalytics> {
         let pairs = |rows: Vec<SqliteRow>| -> Vec<(String, i64)> {
-            rows.iter().map(|row| (row.get::<String, _>(0), row.get::<i64, _>(1))).collect()
+            rows.iter()
+                .map(|row| (row.get::<String, _>(0), row.get::<i64, _>(1)))
+                .collect()
         };
         let total = sqlx::query_scalar("SELECT COUNT(*) FROM entries")
             .fetch_one(&self.pool)
@@ -450,10 +476,11 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(classify)?;
-        let top_tags = sqlx::query("SELECT tag, COUNT(*) AS n FROM entry_tags GROUP BY tag ORDER BY n DESC, tag LIMIT 10")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(classify)?;
+        let top_tags =
+            sqlx::query("SELECT tag, COUNT(*) AS n FROM entry_tags GROUP BY tag ORDER BY n DESC, tag LIMIT 10")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(classify)?;
         let since = encode(Utc::now() - chrono::Duration::days(i64::from(days)));
         let created_per_day = sqlx::query(
             "SELECT substr(created_at, 1, 10) AS day, COUNT(*) FROM entries WHERE created_at >= ? GROUP BY day ORDER BY day",
@@ -537,13 +564,15 @@ impl Store for SqliteStore {
     async fn record_api_key_use(&self, uses: &[(String, DateTime<Utc>)]) -> StorageResult<()> {
         let mut transaction = self.pool.begin().await.map_err(classify)?;
         for (id, at) in uses {
-            sqlx::query("UPDATE api_keys SET last_used_at = ? WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)")
-                .bind(encode(*at))
-                .bind(id)
-                .bind(encode(*at))
-                .execute(&mut *transaction)
-                .await
-                .map_err(classify)?;
+            sqlx::query(
+                "UPDATE api_keys SET last_used_at = ? WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)",
+            )
+            .bind(encode(*at))
+            .bind(id)
+            .bind(encode(*at))
+            .execute(&mut *transaction)
+            .await
+            .map_err(classify)?;
         }
         transaction.commit().await.map_err(classify)
     }
