@@ -12,6 +12,7 @@ use crate::auth::jwt::TokenSigner;
 use crate::auth::service::AuthSettings;
 use crate::auth::Authenticator;
 use crate::clock::{Clock, SystemClock};
+
 use crate::config::{Config, SecretString};
 use crate::crypto::{hmac_sha256, AesGcmCipher, Cipher};
 use crate::ratelimit::{LocalRateLimiter, RateLimiter};
@@ -98,6 +99,9 @@ impl Core {
     pub async fn open(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Core> {
         ensure_data_dir(&config.data_dir)?;
         let secrets = Secrets::resolve(config)?;
+        if let Some(path) = config.database_url.expose().strip_prefix("sqlite://") {
+            create_private_file(Path::new(path.split('?').next().unwrap_or(path)))?;
+        }
         let store = storage::connect(config.database_url.expose())
             .await
             .context("could not open the database named by DATABASE_URL")?;
@@ -105,13 +109,51 @@ impl Core {
             &secrets.encryption_key,
             &config.encryption_key_previous,
         ));
-        let registry = Registry::new(store.clone(), cipher, clock);
+        let registry = Registry::new(store.clone(), cipher, clock.clone());
+
+        let generated = ensure_admin(
+            &store,
+            &config.admin_username,
+            config.admin_password.as_ref(),
+            clock.now(),
+        )
+        .await?;
+        if let Some(password) = generated {
+            // Printed to the terminal once, never to the structured log.
+            eprintln!(
+                "\nCreated the administrator `{}` with the generated password:\n\n    {}\n\nIt is shown only this once. Log in and change it.\n",
+                config.admin_username,
+                password.expose()
+            );
+        }
         Ok(Core {
             store,
             registry,
             secrets,
         })
     }
+}
+
+/// Creates an empty database file readable by this user only, before SQLite
+/// opens it: SQLite gives its WAL and shared-memory files the same mode.
+fn create_private_file(path: &Path) -> anyhow::Result<()> {
+    if path.exists() {
+        return Ok(());
+    }
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).with_context(|| format!("could not create {}", parent.display()))?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options
+        .open(path)
+        .with_context(|| format!("could not create the database file {}", path.display()))?;
+    Ok(())
 }
 
 /// Creates the data directory, private to this user.

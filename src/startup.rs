@@ -14,7 +14,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
-use crate::app::{ensure_admin, AppState};
+use crate::app::AppState;
 use crate::clock::Clock;
 use crate::config::Config;
 
@@ -46,23 +46,8 @@ impl Application {
     /// As [`Application::build`].
     pub async fn build_with_clock(config: Config, clock: Option<Arc<dyn Clock>>) -> anyhow::Result<Application> {
         let bind_address = config.bind_address;
+        // Opening the state also creates the bootstrap administrator.
         let (state, audit_thread) = AppState::build(config, clock).await?;
-
-        let generated = ensure_admin(
-            &state.store,
-            &state.config.admin_username,
-            state.config.admin_password.as_ref(),
-            state.clock.now(),
-        )
-        .await?;
-        if let Some(password) = generated {
-            // Printed to the terminal once, never to the structured log.
-            eprintln!(
-                "\nCreated the administrator `{}` with the generated password:\n\n    {}\n\nIt is shown only this once. Log in and change it.\n",
-                state.config.admin_username,
-                password.expose()
-            );
-        }
 
         let listener = TcpListener::bind(bind_address)
             .await

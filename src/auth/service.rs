@@ -65,7 +65,10 @@ pub struct AuthSettings {
 /// Failed-login counts for usernames that do not exist, so that lockout
 /// behaves the same for them and reveals nothing.
 #[derive(Default)]
-struct UnknownUserFailures(Mutex<HashMap<String, (u32, Option<DateTime<Utc>>)>>);
+struct UnknownUserFailures(Mutex<HashMap<String, FailureCount>>);
+
+/// Failures since the last lockout, and the end of the current lockout.
+type FailureCount = (u32, Option<DateTime<Utc>>);
 
 /// Most usernames tracked in [`UnknownUserFailures`]; older ones are dropped.
 const UNKNOWN_USERS_TRACKED: usize = 50_000;

@@ -1,4 +1,3 @@
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
@@ -105,11 +104,7 @@ pub(super) async fn run(args: ImportArgs, config: &Config) -> anyhow::Result<Exi
         "read {number} lines: {} created, {} updated, {} skipped",
         report.created, report.updated, report.skipped
     );
-    let mut reasons: BTreeMap<&str, u64> = BTreeMap::new();
-    for error in &report.errors {
-        *reasons.entry(error.code).or_insert(0) += 1;
-    }
-    for (code, count) in &reasons {
+    for (code, count) in &report.counts_by_code {
         println!("  skipped, {code}: {count}");
     }
     if report.errors_omitted > 0 {

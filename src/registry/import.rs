@@ -31,10 +31,14 @@ pub struct ImportReport {
     pub errors: Vec<ImportError>,
     /// Problems beyond the first 1000, counted but not listed.
     pub errors_omitted: u64,
+    /// Every problem counted by its code, listed or not.
+    #[serde(skip)]
+    pub counts_by_code: std::collections::BTreeMap<&'static str, u64>,
 }
 
 impl ImportReport {
     fn note(&mut self, error: ImportError) {
+        *self.counts_by_code.entry(error.code).or_insert(0) += 1;
         if self.errors.len() < MAX_LISTED_ERRORS {
             self.errors.push(error);
         } else {
