@@ -20,6 +20,7 @@ use crate::registry::Registry;
 use crate::storage::{self, SharedStore};
 
 mod dev_secrets;
+pub mod roles;
 pub mod users;
 
 pub use users::{create_user, ensure_admin, CreateUserError, NewUser};

@@ -18,9 +18,10 @@ use crate::app::AppState;
 use crate::clock::Clock;
 use crate::config::Config;
 
-/// Longest request head accepted (request line plus headers); a larger one
-/// gets 431 from hyper.
-const MAX_HEADER_BYTES: usize = 32 * 1024;
+/// hyper's read buffer, which bounds a request head. The middleware rejects
+/// heads over `api::MAX_HEAD_BYTES` with a problem response; heads too large
+/// even for this buffer get hyper's own bodiless 431.
+const READ_BUFFER_BYTES: usize = 128 * 1024;
 /// How often coalesced API-key `last_used_at` values are written.
 const KEY_USAGE_FLUSH: Duration = Duration::from_secs(30);
 
@@ -100,7 +101,7 @@ impl Application {
         builder
             .timer(TokioTimer::new())
             .header_read_timeout(Duration::from_secs(30))
-            .max_buf_size(MAX_HEADER_BYTES);
+            .max_buf_size(READ_BUFFER_BYTES);
         tokio::pin!(shutdown);
 
         loop {

@@ -207,7 +207,47 @@ pub async fn pipeline(State(state): State<AppState>, mut request: Request, next:
         .await
 }
 
+/// Rejects ambiguous message framing that hyper would otherwise resolve on
+/// its own: both `Content-Length` and `Transfer-Encoding`, several
+/// `Transfer-Encoding` headers, or a coding other than plain `chunked`.
+/// Such requests are a request-smuggling signature, so the connection is closed.
+fn ambiguous_framing(headers: &HeaderMap) -> bool {
+    let codings: Vec<&HeaderValue> = headers.get_all(header::TRANSFER_ENCODING).iter().collect();
+    if codings.is_empty() {
+        return false;
+    }
+    let plain_chunked = codings.len() == 1 && codings[0].to_str().is_ok_and(|v| v.trim().eq_ignore_ascii_case("chunked"));
+    headers.contains_key(header::CONTENT_LENGTH) || !plain_chunked
+}
+
 async fn handle(state: AppState, request_id: String, request: &mut Request, next: Next) -> Response {
+    let head_bytes: usize = request.uri().to_string().len()
+        + request.headers().iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum::<usize>();
+    if head_bytes > super::MAX_HEAD_BYTES {
+        let mut response = problem_response(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            "Request header fields too large",
+            format!("the request line and headers exceed {} bytes", super::MAX_HEAD_BYTES),
+            None,
+        );
+        insert_security_headers(response.headers_mut());
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return response;
+    }
+    if ambiguous_framing(request.headers()) {
+        let mut response = problem_response(
+            StatusCode::BAD_REQUEST,
+            "ambiguous_framing",
+            "Bad request",
+            "send either Content-Length or Transfer-Encoding: chunked, not both or other codings".into(),
+            None,
+        );
+        insert_security_headers(response.headers_mut());
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return response;
+    }
+
     let path = request.uri().path().to_string();
     let method = request.method().clone();
     let metered = !is_unmetered(&path);

@@ -12,6 +12,7 @@ mod health;
 mod keys;
 mod middleware;
 mod query;
+mod roles;
 mod transfer;
 
 use axum::extract::DefaultBodyLimit;
@@ -19,6 +20,9 @@ use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::app::AppState;
+
+/// Longest request line plus headers accepted, in bytes; larger heads get 431.
+pub const MAX_HEAD_BYTES: usize = 32 * 1024;
 
 /// Builds the application's router with every route and layer.
 pub fn router(state: AppState) -> Router {
@@ -30,6 +34,7 @@ pub fn router(state: AppState) -> Router {
         .merge(transfer::router())
         .merge(keys::router())
         .merge(admin::router())
+        .merge(roles::router())
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -4,6 +4,7 @@
 mod audit;
 mod export;
 mod import;
+mod keys;
 mod secret;
 mod users;
 
@@ -30,6 +31,9 @@ enum Command {
     /// Manages user accounts.
     #[command(subcommand)]
     Users(users::UsersCommand),
+    /// Manages API keys.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
     /// Imports entries from a JSON Lines file (plain or .gz).
     Import(import::ImportArgs),
     /// Exports every entry as JSON Lines, in the import format.
@@ -73,6 +77,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Serve => serve(config).await,
             Command::Users(command) => users::run(command, &config).await,
+            Command::Keys(command) => keys::run(command, config).await,
             Command::Import(args) => import::run(args, &config).await,
             Command::Export(args) => export::run(args, &config).await,
             Command::Audit(audit::AuditCommand::Verify(args)) => Ok(audit::verify(&args, Some(&config))),

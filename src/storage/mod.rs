@@ -55,6 +55,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Custom roles; the built-in ones live in code.
     async fn list_roles(&self) -> StorageResult<Vec<crate::rbac::Role>>;
+    /// Stores a new custom role; [`StorageError::Conflict`] if the name exists.
+    async fn insert_role(&self, role: &crate::rbac::Role, now: chrono::DateTime<chrono::Utc>) -> StorageResult<()>;
+    /// Replaces a custom role's description, permissions and inherits; returns whether it exists.
+    async fn update_role(&self, role: &crate::rbac::Role, now: chrono::DateTime<chrono::Utc>) -> StorageResult<bool>;
+    /// Deletes a custom role; returns whether it existed.
+    async fn delete_role(&self, name: &str) -> StorageResult<bool>;
 
     async fn insert_entry(&self, entry: &StoredEntry) -> StorageResult<()>;
     async fn find_entry(&self, id: Uuid) -> StorageResult<Option<StoredEntry>>;
@@ -125,6 +131,8 @@ fn constraint_name(message: &str) -> &'static str {
         "entries_category_name"
     } else if message.contains("username") {
         "users_username"
+    } else if message.contains("roles") {
+        "roles_name"
     } else {
         "unique"
     }

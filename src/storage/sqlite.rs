@@ -366,6 +366,47 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    async fn insert_role(&self, role: &Role, now: DateTime<Utc>) -> StorageResult<()> {
+        let permissions: Vec<&str> = role.permissions.iter().map(Permission::as_str).collect();
+        sqlx::query(
+            "INSERT INTO roles (name, description, permissions, inherits, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&role.name)
+        .bind(&role.description)
+        .bind(to_json(&permissions))
+        .bind(to_json(&role.inherits))
+        .bind(encode(now))
+        .bind(encode(now))
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn update_role(&self, role: &Role, now: DateTime<Utc>) -> StorageResult<bool> {
+        let permissions: Vec<&str> = role.permissions.iter().map(Permission::as_str).collect();
+        let result = sqlx::query("UPDATE roles SET description = ?, permissions = ?, inherits = ?, updated_at = ? WHERE name = ?")
+            .bind(&role.description)
+            .bind(to_json(&permissions))
+            .bind(to_json(&role.inherits))
+            .bind(encode(now))
+            .bind(&role.name)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    async fn delete_role(&self, name: &str) -> StorageResult<bool> {
+        let result = sqlx::query("DELETE FROM roles WHERE name = ?")
+            .bind(name)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(result.rows_affected() > 0)
+    }
+
     async fn insert_entry(&self, entry: &StoredEntry) -> StorageResult<()> {
         let mut transaction = self.pool.begin().await.map_err(classify)?;
         insert_entry_row(&mut transaction, entry).await?;
