@@ -90,6 +90,7 @@ pub struct Core {
     pub store: SharedStore,
     pub registry: Registry,
     pub secrets: Secrets,
+    pub cipher: Arc<dyn Cipher>,
 }
 
 impl Core {
@@ -110,7 +111,7 @@ impl Core {
             &secrets.encryption_key,
             &config.encryption_key_previous,
         ));
-        let registry = Registry::new(store.clone(), cipher, clock.clone());
+        let registry = Registry::new(store.clone(), cipher.clone(), clock.clone());
 
         let generated = ensure_admin(
             &store,
@@ -131,6 +132,7 @@ impl Core {
             store,
             registry,
             secrets,
+            cipher,
         })
     }
 }
@@ -196,8 +198,10 @@ impl AppState {
             access_token_minutes: config.jwt_expire_minutes,
             max_failed_attempts: config.login_max_failed_attempts,
             lockout_minutes: config.login_lockout_minutes,
+            refresh_token_days: config.jwt_refresh_expire_days,
+            mfa_required_roles: config.mfa_required_roles.clone(),
         };
-        let auth = Authenticator::new(core.store.clone(), signer, peppers, clock.clone(), settings).await?;
+        let auth = Authenticator::new(core.store.clone(), signer, peppers, clock.clone(), settings, core.cipher.clone()).await?;
         let cursor_key = hmac_sha256(
             core.secrets.jwt_secret_key.expose().as_bytes(),
             b"hyper-registry cursor key",

@@ -27,7 +27,16 @@ impl<S: Send + Sync> FromRequestParts<S> for Authenticated {
             .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("request context missing")))?;
         match &context.authentication {
             None => Err(ApiError::Auth(AuthError::MissingCredentials)),
-            Some(Ok(principal)) => Ok(Authenticated(principal.clone())),
+            Some(Ok(principal)) => {
+                // Until a user whose role requires MFA enrols, their tokens
+                // reach only their identity and the enrolment routes.
+                let path = parts.uri.path();
+                let enrolment_route = path == "/auth/me" || path == "/auth/logout" || path.starts_with("/auth/mfa/");
+                if principal.mfa_enrollment_required && !enrolment_route {
+                    return Err(ApiError::Auth(AuthError::MfaEnrollmentRequired));
+                }
+                Ok(Authenticated(principal.clone()))
+            }
             Some(Err(error)) => Err(ApiError::Auth(copy_auth_error(error))),
         }
     }

@@ -32,6 +32,9 @@ pub struct Claims {
     pub jti: String,
     #[serde(rename = "typ")]
     pub token_type: TokenType,
+    /// The refresh-token family (one sign-in) this access token belongs to.
+    #[serde(rename = "fam", default, skip_serializing_if = "Option::is_none")]
+    pub family_id: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -88,6 +91,20 @@ impl TokenSigner {
         }
     }
 
+    /// Issues an access token that belongs to the sign-in `family_id`.
+    ///
+    /// # Errors
+    /// Fails only if serialisation fails, which the fixed claim types rule out.
+    pub fn issue_in_family(
+        &self,
+        subject: Uuid,
+        family_id: &str,
+        now: DateTime<Utc>,
+        lifetime: chrono::Duration,
+    ) -> Result<(String, Claims), jsonwebtoken::errors::Error> {
+        self.sign(subject, TokenType::Access, Some(family_id.to_string()), now, lifetime)
+    }
+
     /// Issues a token for `subject`, valid from `now` for `lifetime`.
     ///
     /// # Errors
@@ -96,6 +113,17 @@ impl TokenSigner {
         &self,
         subject: Uuid,
         token_type: TokenType,
+        now: DateTime<Utc>,
+        lifetime: chrono::Duration,
+    ) -> Result<(String, Claims), jsonwebtoken::errors::Error> {
+        self.sign(subject, token_type, None, now, lifetime)
+    }
+
+    fn sign(
+        &self,
+        subject: Uuid,
+        token_type: TokenType,
+        family_id: Option<String>,
         now: DateTime<Utc>,
         lifetime: chrono::Duration,
     ) -> Result<(String, Claims), jsonwebtoken::errors::Error> {
@@ -108,6 +136,7 @@ impl TokenSigner {
             exp: (now + lifetime).timestamp(),
             jti: Uuid::new_v4().to_string(),
             token_type,
+            family_id,
         };
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some(self.current.id.clone());

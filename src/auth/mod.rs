@@ -4,14 +4,16 @@
 pub mod api_key;
 pub mod jwt;
 pub mod keys;
+pub mod mfa;
 pub mod password;
 pub mod service;
+pub mod sessions;
 
 use uuid::Uuid;
 
 use crate::rbac::PermissionSet;
 
-pub use service::{AuthError, Authenticator, LoginOutcome, TokenPair};
+pub use service::{AuthError, Authenticator, LoginOutcome, SecondFactor, TokenPair};
 
 /// Who is making a request, with the permissions in force for this request.
 #[derive(Debug, Clone)]
@@ -26,6 +28,20 @@ pub struct Principal {
     /// A per-key override of the default rate limit.
     pub rate_limit_per_minute: Option<u32>,
     pub mfa_enabled: bool,
+    /// The access token's session, when the request used one.
+    pub session: Option<Session>,
+    /// Set when the user's role requires MFA and they have not enrolled: the
+    /// principal may then reach only `/auth/me` and `/auth/mfa/*`.
+    pub mfa_enrollment_required: bool,
+}
+
+/// The access token a request presented.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub jti: String,
+    /// The refresh-token family (sign-in) the token belongs to.
+    pub family_id: Option<String>,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
 }
 
 impl Principal {

@@ -1,6 +1,6 @@
 //! Login and per-request authentication, shared by the HTTP API and the CLI.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 
 use chrono::{DateTime, Duration, Utc};
@@ -8,8 +8,9 @@ use uuid::Uuid;
 
 use super::jwt::{TokenError, TokenSigner, TokenType};
 use super::password::{exceeds_maximum, verify_password_async};
-use super::{api_key, Principal};
+use super::{api_key, Principal, Session};
 use crate::clock::Clock;
+use crate::crypto::Cipher;
 use crate::rbac::{builtin_roles, resolve_permissions, Permission, PermissionSet, Role};
 use crate::storage::{SharedStore, StorageError, User};
 
@@ -33,17 +34,33 @@ pub enum AuthError {
     ApiKeyRevoked,
     #[error("the API key has expired")]
     ApiKeyExpired,
+    #[error("this account uses multi-factor authentication: send `totp_code` or `recovery_code`")]
+    MfaRequired,
+    #[error("invalid username, password or MFA code")]
+    InvalidMfaCode,
+    #[error("this refresh token was already used; the session has been revoked")]
+    RefreshReused,
+    #[error("your role requires multi-factor authentication: enrol through /auth/mfa/setup first")]
+    MfaEnrollmentRequired,
     #[error(transparent)]
     Storage(#[from] StorageError),
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
 
-/// Tokens returned by a successful login.
+/// Tokens returned by a successful login or refresh.
 pub struct TokenPair {
     pub access_token: String,
+    pub refresh_token: String,
     pub expires_in_seconds: i64,
     pub user_id: Uuid,
+}
+
+/// The second factor a login presents, if any.
+#[derive(Clone, Copy, Default)]
+pub struct SecondFactor<'a> {
+    pub totp_code: Option<&'a str>,
+    pub recovery_code: Option<&'a str>,
 }
 
 /// What a login attempt ended in, for the audit trail.
@@ -58,6 +75,9 @@ pub struct LoginOutcome {
 /// Settings the authenticator needs from the configuration.
 pub struct AuthSettings {
     pub access_token_minutes: u32,
+    pub refresh_token_days: u32,
+    /// Holders of these roles must enrol in MFA before doing anything else.
+    pub mfa_required_roles: Vec<String>,
     pub max_failed_attempts: u32,
     pub lockout_minutes: u32,
 }
@@ -75,11 +95,15 @@ const UNKNOWN_USERS_TRACKED: usize = 50_000;
 
 /// Checks credentials and turns them into a [`Principal`].
 pub struct Authenticator {
-    store: SharedStore,
-    signer: TokenSigner,
-    peppers: Vec<[u8; 32]>,
-    clock: Arc<dyn Clock>,
-    settings: AuthSettings,
+    pub(super) store: SharedStore,
+    pub(super) signer: TokenSigner,
+    pub(super) peppers: Vec<[u8; 32]>,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) settings: AuthSettings,
+    pub(super) cipher: Arc<dyn Cipher>,
+    /// `jti`s of access tokens revoked before expiry, loaded at start and
+    /// added to on logout, so the per-request check needs no database read.
+    pub(super) revoked_tokens: RwLock<HashSet<String>>,
     roles: RwLock<Arc<HashMap<String, Role>>>,
     unknown_failures: UnknownUserFailures,
     key_usage: Mutex<HashMap<String, DateTime<Utc>>>,
@@ -96,13 +120,17 @@ impl Authenticator {
         peppers: Vec<[u8; 32]>,
         clock: Arc<dyn Clock>,
         settings: AuthSettings,
+        cipher: Arc<dyn Cipher>,
     ) -> Result<Self, AuthError> {
+        let revoked = store.list_revoked_tokens(clock.now()).await?;
         let authenticator = Authenticator {
             store,
             signer,
             peppers,
             clock,
             settings,
+            cipher,
+            revoked_tokens: RwLock::new(revoked.into_iter().collect()),
             roles: RwLock::new(Arc::new(HashMap::new())),
             unknown_failures: UnknownUserFailures::default(),
             key_usage: Mutex::new(HashMap::new()),
@@ -152,7 +180,7 @@ impl Authenticator {
     ///
     /// Unknown users, wrong passwords and locked accounts take the same
     /// Argon2 verification time; the outcome says which for the audit trail.
-    pub async fn login(&self, username: &str, password: &str) -> LoginOutcome {
+    pub async fn login(&self, username: &str, password: &str, second_factor: SecondFactor<'_>) -> LoginOutcome {
         let now = self.clock.now();
         let fail = |result: AuthError, user_id: Option<Uuid>, locked_now: bool| LoginOutcome {
             result: Err(result),
@@ -205,6 +233,17 @@ impl Authenticator {
             return fail(AuthError::AccountDisabled, Some(user.id), false);
         }
 
+        if user.mfa_enabled {
+            match self.check_second_factor(&user, second_factor, now).await {
+                Ok(()) => {}
+                Err(AuthError::InvalidMfaCode) => {
+                    let locked_now = self.count_failure(&mut user, now).await;
+                    return fail(AuthError::InvalidMfaCode, Some(user.id), locked_now);
+                }
+                Err(error) => return fail(error, Some(user.id), false),
+            }
+        }
+
         if user.failed_logins > 0 || user.locked_until.is_some() {
             user.failed_logins = 0;
             user.locked_until = None;
@@ -213,16 +252,7 @@ impl Authenticator {
                 return fail(error.into(), Some(user.id), false);
             }
         }
-        let lifetime = Duration::minutes(i64::from(self.settings.access_token_minutes));
-        let result = self
-            .signer
-            .issue(user.id, TokenType::Access, now, lifetime)
-            .map(|(token, _)| TokenPair {
-                access_token: token,
-                expires_in_seconds: lifetime.num_seconds(),
-                user_id: user.id,
-            })
-            .map_err(|error| AuthError::Internal(error.into()));
+        let result = self.start_session(&user, now).await;
         LoginOutcome {
             result,
             user_id: Some(user.id),
@@ -282,13 +312,23 @@ impl Authenticator {
                     AuthError::InvalidToken
                 }
             })?;
+        if self.revoked_tokens.read().map(|set| set.contains(&claims.jti)).unwrap_or(true) {
+            return Err(AuthError::InvalidToken);
+        }
         let user_id = Uuid::parse_str(&claims.sub).map_err(|_| AuthError::InvalidToken)?;
         let user = self.store.find_user(user_id).await?.ok_or(AuthError::InvalidToken)?;
         if user.disabled || claims.iat < user.tokens_valid_after.timestamp() {
             return Err(AuthError::InvalidToken);
         }
         let permissions = self.permissions_of(&user.roles);
-        Ok(principal(&user, permissions, None, None))
+        let mut principal = principal(&user, permissions, None, None);
+        principal.session = Some(Session {
+            jti: claims.jti,
+            family_id: claims.family_id,
+            expires_at: DateTime::from_timestamp(claims.exp, 0).unwrap_or(DateTime::UNIX_EPOCH),
+        });
+        principal.mfa_enrollment_required = !user.mfa_enabled && self.requires_mfa(&user.roles);
+        Ok(principal)
     }
 
     /// Authenticates an `X-API-Key` header.
@@ -379,6 +419,8 @@ fn principal(
         api_key_id,
         rate_limit_per_minute: rate_limit,
         mfa_enabled: user.mfa_enabled,
+        session: None,
+        mfa_enrollment_required: false,
     }
 }
 

@@ -141,5 +141,7 @@ fn operator_principal(user: &crate::storage::User) -> crate::auth::Principal {
         api_key_id: None,
         rate_limit_per_minute: None,
         mfa_enabled: user.mfa_enabled,
+        session: None,
+        mfa_enrollment_required: false,
     }
 }

@@ -85,6 +85,8 @@ pub struct Config {
     pub log_level: String,
     /// `LOG_FORMAT`, default `json`.
     pub log_format: LogFormat,
+    /// `MFA_REQUIRED_ROLES`: holders of these roles must enable MFA.
+    pub mfa_required_roles: Vec<String>,
     /// `ADMIN_USERNAME` for the bootstrap administrator, default `admin`.
     pub admin_username: String,
     /// `ADMIN_PASSWORD`: `None` means a random one is printed once.
@@ -240,6 +242,10 @@ impl Config {
             max_body_bytes: vars.number("MAX_BODY_BYTES", 1_048_576, 1024, 1 << 30)?,
             log_level,
             log_format,
+            mfa_required_roles: vars
+                .get("MFA_REQUIRED_ROLES")
+                .map(|raw| raw.split(',').map(str::trim).filter(|r| !r.is_empty()).map(str::to_string).collect())
+                .unwrap_or_default(),
             admin_username: vars.get("ADMIN_USERNAME").unwrap_or_else(|| "admin".into()),
             admin_password,
         };

@@ -1,8 +1,9 @@
 //! Persistence behind one trait, [`Store`], so that request handlers and CLI
-//! commands never see SQL. Each backend (`sqlite`, and PostgreSQL alongside it)
+//! commands never see SQL. Each backend (`sqlite` and `postgres`)
 //! owns its migrations and its dialect; validation, permissions and
 //! encryption happen in higher layers before a record reaches a store.
 
+pub mod postgres;
 mod records;
 pub mod sqlite;
 mod time_format;
@@ -86,6 +87,24 @@ pub trait Store: Send + Sync + 'static {
     /// Writes a batch of imported entries in one transaction, one outcome per entry.
     async fn import_entries(&self, batch: &[StoredEntry], policy: ImportPolicy) -> StorageResult<Vec<ImportOutcome>>;
 
+    async fn insert_refresh_token(&self, token: &RefreshTokenRecord) -> StorageResult<()>;
+    async fn find_refresh_token(&self, token_hash: &[u8]) -> StorageResult<Option<RefreshTokenRecord>>;
+    /// Marks a token spent unless it is already spent or revoked; returns
+    /// whether this call spent it, so that of two concurrent refreshes exactly one wins.
+    async fn spend_refresh_token(&self, token_hash: &[u8], at: chrono::DateTime<chrono::Utc>) -> StorageResult<bool>;
+    async fn revoke_refresh_family(&self, family_id: &str, at: chrono::DateTime<chrono::Utc>) -> StorageResult<()>;
+    /// Revokes every refresh token of a user except those of `keep_family`.
+    async fn revoke_user_refresh_tokens(&self, user_id: Uuid, keep_family: Option<&str>, at: chrono::DateTime<chrono::Utc>) -> StorageResult<()>;
+    /// Records a revoked access token until its expiry.
+    async fn insert_revoked_token(&self, jti: &str, expires_at: chrono::DateTime<chrono::Utc>) -> StorageResult<()>;
+    /// Revoked access tokens that have not expired by `now`.
+    async fn list_revoked_tokens(&self, now: chrono::DateTime<chrono::Utc>) -> StorageResult<Vec<String>>;
+
+    async fn find_mfa(&self, user_id: Uuid) -> StorageResult<Option<MfaRecord>>;
+    /// Inserts or replaces a user's MFA state.
+    async fn save_mfa(&self, record: &MfaRecord) -> StorageResult<()>;
+    async fn delete_mfa(&self, user_id: Uuid) -> StorageResult<()>;
+
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> StorageResult<()>;
     async fn find_api_key(&self, id: &str) -> StorageResult<Option<ApiKeyRecord>>;
     async fn list_api_keys(&self, user_id: Option<Uuid>) -> StorageResult<Vec<ApiKeyRecord>>;
@@ -104,11 +123,13 @@ pub async fn connect(database_url: &str) -> StorageResult<SharedStore> {
         let store = sqlite::SqliteStore::connect(database_url).await?;
         return Ok(Arc::new(store));
     }
-    // NOTE: only the embedded SQLite backend exists so far; configuration
-    // validation accepts PostgreSQL URLs, which fail here with this error.
-    Err(StorageError::Corrupt(
-        "PostgreSQL storage is not available in this build".into(),
-    ))
+    if let Some(postgres_url) = postgres::normalize_url(database_url) {
+        let store = postgres::PostgresStore::connect(&postgres_url).await?;
+        return Ok(Arc::new(store));
+    }
+    Err(StorageError::Database(sqlx::Error::Configuration(
+        "DATABASE_URL must start with sqlite:, postgres://, postgresql:// or postgresql+asyncpg://".into(),
+    )))
 }
 
 /// Maps a sqlx error to the storage error a caller can act on.

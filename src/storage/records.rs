@@ -137,3 +137,38 @@ impl std::fmt::Debug for ApiKeyRecord {
             .finish_non_exhaustive()
     }
 }
+
+/// One refresh token of a sign-in family; the token itself is never stored.
+#[derive(Debug, Clone)]
+pub struct RefreshTokenRecord {
+    /// SHA-256 of the token.
+    pub token_hash: Vec<u8>,
+    pub family_id: String,
+    pub user_id: Uuid,
+    pub generation: i64,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub spent_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// A user's TOTP state. Secrets are ciphertext; recovery codes are keyed hashes.
+#[derive(Clone)]
+pub struct MfaRecord {
+    pub user_id: Uuid,
+    pub secret: Option<Vec<u8>>,
+    pub pending_secret: Option<Vec<u8>>,
+    pub recovery_codes: Vec<String>,
+    /// The newest TOTP time step accepted; older or equal steps are replays.
+    pub last_step: i64,
+}
+
+impl std::fmt::Debug for MfaRecord {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("MfaRecord")
+            .field("user_id", &self.user_id)
+            .field("enrolled", &self.secret.is_some())
+            .finish_non_exhaustive()
+    }
+}

@@ -549,6 +549,144 @@ impl Store for SqliteStore {
         Ok(outcomes)
     }
 
+    async fn insert_refresh_token(&self, token: &RefreshTokenRecord) -> StorageResult<()> {
+        sqlx::query(
+            "INSERT INTO refresh_tokens (token_hash, family_id, user_id, generation, created_at, expires_at, \
+             spent_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&token.token_hash)
+        .bind(&token.family_id)
+        .bind(token.user_id.to_string())
+        .bind(token.generation)
+        .bind(encode(token.created_at))
+        .bind(encode(token.expires_at))
+        .bind(token.spent_at.map(encode))
+        .bind(token.revoked_at.map(encode))
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn find_refresh_token(&self, token_hash: &[u8]) -> StorageResult<Option<RefreshTokenRecord>> {
+        let row = sqlx::query("SELECT * FROM refresh_tokens WHERE token_hash = ?")
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        Ok(Some(RefreshTokenRecord {
+            token_hash: row.get("token_hash"),
+            family_id: row.get("family_id"),
+            user_id: uuid(row.get("user_id"))?,
+            generation: row.get("generation"),
+            created_at: decode(row.get("created_at"))?,
+            expires_at: decode(row.get("expires_at"))?,
+            spent_at: optional_time(row.get("spent_at"))?,
+            revoked_at: optional_time(row.get("revoked_at"))?,
+        }))
+    }
+
+    async fn spend_refresh_token(&self, token_hash: &[u8], at: DateTime<Utc>) -> StorageResult<bool> {
+        let result = sqlx::query(
+            "UPDATE refresh_tokens SET spent_at = ? WHERE token_hash = ? AND spent_at IS NULL AND revoked_at IS NULL",
+        )
+        .bind(encode(at))
+        .bind(token_hash)
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    async fn revoke_refresh_family(&self, family_id: &str, at: DateTime<Utc>) -> StorageResult<()> {
+        sqlx::query("UPDATE refresh_tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at IS NULL")
+            .bind(encode(at))
+            .bind(family_id)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn revoke_user_refresh_tokens(&self, user_id: Uuid, keep_family: Option<&str>, at: DateTime<Utc>) -> StorageResult<()> {
+        sqlx::query(
+            "UPDATE refresh_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL \
+             AND family_id IS NOT ?",
+        )
+        .bind(encode(at))
+        .bind(user_id.to_string())
+        .bind(keep_family)
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn insert_revoked_token(&self, jti: &str, expires_at: DateTime<Utc>) -> StorageResult<()> {
+        sqlx::query("INSERT OR IGNORE INTO revoked_tokens (jti, expires_at) VALUES (?, ?)")
+            .bind(jti)
+            .bind(encode(expires_at))
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn list_revoked_tokens(&self, now: DateTime<Utc>) -> StorageResult<Vec<String>> {
+        sqlx::query_scalar("SELECT jti FROM revoked_tokens WHERE expires_at > ?")
+            .bind(encode(now))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)
+    }
+
+    async fn find_mfa(&self, user_id: Uuid) -> StorageResult<Option<MfaRecord>> {
+        let row = sqlx::query("SELECT * FROM user_mfa WHERE user_id = ?")
+            .bind(user_id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        Ok(Some(MfaRecord {
+            user_id,
+            secret: row.get("secret"),
+            pending_secret: row.get("pending_secret"),
+            recovery_codes: json_list(row.get("recovery_codes"))?,
+            last_step: row.get("last_step"),
+        }))
+    }
+
+    async fn save_mfa(&self, record: &MfaRecord) -> StorageResult<()> {
+        sqlx::query(
+            "INSERT INTO user_mfa (user_id, secret, pending_secret, recovery_codes, last_step) VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT (user_id) DO UPDATE SET secret = excluded.secret, pending_secret = excluded.pending_secret, \
+             recovery_codes = excluded.recovery_codes, last_step = excluded.last_step",
+        )
+        .bind(record.user_id.to_string())
+        .bind(&record.secret)
+        .bind(&record.pending_secret)
+        .bind(to_json(&record.recovery_codes))
+        .bind(record.last_step)
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn delete_mfa(&self, user_id: Uuid) -> StorageResult<()> {
+        sqlx::query("DELETE FROM user_mfa WHERE user_id = ?")
+            .bind(user_id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> StorageResult<()> {
         sqlx::query(
             "INSERT INTO api_keys (id, user_id, name, secret_hash, permissions, rate_limit_per_minute, \
