@@ -140,8 +140,8 @@ impl Application {
         if let Err(error) = state.auth.flush_key_usage().await {
             tracing::warn!(error = %error, "could not write API key usage at shutdown");
         }
-        // Dropping the last handle closes the channel; the writer drains it,
-        // syncs the file and exits.
+        // The writer drains what was queued before this, syncs the file and exits.
+        state.audit.shutdown().await;
         drop(router);
         drop(state);
         let _ = tokio::task::spawn_blocking(move || audit_thread.join()).await;

@@ -20,6 +20,8 @@ enum Command {
         /// Present for security events: answered once the line is on disk.
         durable: Option<oneshot::Sender<bool>>,
     },
+    /// Flush, sync and stop; events queued before it are written first.
+    Shutdown,
 }
 
 /// The audit log could not record an event durably.
@@ -89,6 +91,12 @@ impl AuditLog {
         }
     }
 
+    /// Asks the writer to write everything queued so far, sync and stop.
+    /// Join its thread afterwards to wait for that.
+    pub async fn shutdown(&self) {
+        let _ = self.sender.send(Command::Shutdown).await;
+    }
+
     /// Whether the last write succeeded; state-changing requests are refused
     /// while it is false.
     pub fn is_healthy(&self) -> bool {
@@ -140,7 +148,11 @@ struct Writer {
 
 impl Writer {
     fn run(mut self, mut receiver: mpsc::Receiver<Command>) {
-        while let Some(first) = receiver.blocking_recv() {
+        let mut stopping = false;
+        while !stopping {
+            let Some(first) = receiver.blocking_recv() else {
+                break;
+            };
             // Group commit: take whatever else is queued, write it all, then
             // flush (and sync once if any event is a security event).
             let mut batch = vec![first];
@@ -149,6 +161,10 @@ impl Writer {
                     Ok(command) => batch.push(command),
                     Err(_) => break,
                 }
+            }
+            if let Some(position) = batch.iter().position(|command| matches!(command, Command::Shutdown)) {
+                batch.truncate(position);
+                stopping = true;
             }
             self.write_batch(batch);
         }
@@ -163,7 +179,10 @@ impl Writer {
         let mut needs_sync = false;
         let mut result = self.ensure_open();
 
-        for Command::Write { event, durable } in batch {
+        for command in batch {
+            let Command::Write { event, durable } = command else {
+                continue;
+            };
             if result.is_ok() {
                 let (line, hash) = render_line(&event, &self.last_hash);
                 result = self.append(&line);

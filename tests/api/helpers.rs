@@ -191,3 +191,57 @@ pub async fn problem_code(response: Response) -> String {
     }
     body["code"].as_str().unwrap_or_default().to_string()
 }
+
+/// The 300-package PyPI sample, one entry per line in the import format.
+pub const PYPI_SAMPLE: &str = include_str!("../data/pypi-sample.jsonl");
+
+/// Posts `body` to the import endpoint as `application/x-ndjson`. The `query`
+/// string is appended to the path unchanged, e.g. `"?on_conflict=update"`.
+pub async fn import_ndjson(app: &TestApp, token: &str, query: &str, body: impl Into<reqwest::Body>) -> Response {
+    app.request(Method::POST, &format!("/api/v1/registry/import{query}"), Some(token))
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .await
+        .expect("import request sent")
+}
+
+/// Lists every entry visible to `token`, following `next_cursor` to the end.
+pub async fn list_all_entries(app: &TestApp, token: &str) -> Vec<Value> {
+    let mut items = Vec::new();
+    let mut path = "/api/v1/registry/entries?limit=100".to_string();
+    loop {
+        let response = app.get(&path, token).await;
+        assert_eq!(response.status(), 200, "listing {path} failed");
+        let page: Value = response.json().await.expect("list body");
+        items.extend(page["items"].as_array().expect("items array").iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/api/v1/registry/entries?limit=100&cursor={cursor}"),
+            None => return items,
+        }
+    }
+}
+
+impl TestApp {
+    /// Stops the server like [`TestApp::stop`], but drops this handle's
+    /// `AppState` first. The server task ends only after the audit writer
+    /// thread exits, which waits for every `AuditLog` handle to be dropped,
+    /// so `stop` (which keeps `state` until the server has ended) never returns.
+    pub async fn stop_releasing_state(self) -> TempDir {
+        let TestApp {
+            data_dir,
+            state,
+            shutdown,
+            server,
+            ..
+        } = self;
+        drop(state);
+        if let Some(shutdown) = shutdown {
+            let _ = shutdown.send(());
+        }
+        if let Some(server) = server {
+            let _ = server.await;
+        }
+        data_dir
+    }
+}

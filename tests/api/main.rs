@@ -3,3 +3,17 @@
 
 mod helpers;
 mod smoke;
+mod entries;
+mod listing;
+mod search;
+mod import_export;
+mod bad_input;
+mod http_framing;
+mod tokens;
+mod login;
+mod permissions;
+mod ratelimit;
+mod keys;
+mod audit;
+mod sessions;
+mod storage;
