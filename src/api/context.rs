@@ -12,6 +12,9 @@ pub struct RequestContext {
     pub client_ip: IpAddr,
     /// `None` when the request carried no credentials.
     pub authentication: Option<Result<Principal, AuthError>>,
+    /// The key id of a well-formed `X-API-Key`, even when the key was
+    /// rejected, so that the audit trail can name the key.
+    pub presented_api_key_id: Option<String>,
     /// Set by handlers that act on behalf of someone other than the
     /// authenticated principal (the login handler, for the user it signs in).
     pub acting_user_id: Mutex<Option<String>>,

@@ -267,6 +267,12 @@ async fn handle(state: AppState, request_id: String, request: &mut Request, next
         request_id: request_id.clone(),
         client_ip: client_ip(request),
         authentication,
+        presented_api_key_id: request
+            .headers()
+            .get(API_KEY_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|key| crate::auth::api_key::parse(key.trim()))
+            .map(|parsed| parsed.id),
         acting_user_id: Mutex::new(None),
     });
     request.extensions_mut().insert(context.clone());
@@ -344,6 +350,8 @@ async fn record_access(
     event.request_id = Some(context.request_id.clone());
     state.audit.record(event).await;
 
+    record_key_events(state, context, method, route).await;
+
     let security_event = match status {
         StatusCode::TOO_MANY_REQUESTS => Some(("rate_limit_exceeded", "rate limit exceeded")),
         StatusCode::FORBIDDEN => Some(("permission_denied", "permission denied")),
@@ -369,4 +377,29 @@ async fn record_access(
         event.request_id = Some(context.request_id.clone());
         state.audit.record(event).await;
     }
+}
+
+/// Audits the uses of API keys that operators must see: revoked, expired or
+/// unknown keys, and rotated keys still used inside their grace period.
+async fn record_key_events(state: &AppState, context: &RequestContext, method: &Method, route: &str) {
+    let (event_type, status, severity, description) = match &context.authentication {
+        Some(Err(AuthError::ApiKeyRevoked)) => ("revoked_api_key_used", Status::Denied, Severity::High, "a revoked API key was used"),
+        Some(Err(AuthError::ApiKeyExpired)) => ("expired_api_key_used", Status::Denied, Severity::Medium, "an expired API key was used"),
+        Some(Err(AuthError::InvalidApiKey)) => ("invalid_api_key_used", Status::Denied, Severity::Low, "an invalid API key was presented"),
+        Some(Ok(principal)) if principal.api_key_in_grace_period => (
+            "rotated_api_key_used",
+            Status::Success,
+            Severity::Low,
+            "a rotated API key was used during its grace period",
+        ),
+        _ => return,
+    };
+    let principal = context.principal();
+    let mut event = AuditEvent::new(state.clock.now(), event_type, &format!("{method} {route}"), status, severity)
+        .user(principal.map(|p| p.user_id.to_string()), context.presented_api_key_id.clone())
+        .description(description);
+    event.client_ip = Some(context.client_ip.to_string());
+    event.method = Some(method.to_string());
+    event.request_id = Some(context.request_id.clone());
+    state.audit.record(event).await;
 }

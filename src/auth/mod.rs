@@ -33,6 +33,8 @@ pub struct Principal {
     /// Set when the user's role requires MFA and they have not enrolled: the
     /// principal may then reach only `/auth/me` and `/auth/mfa/*`.
     pub mfa_enrollment_required: bool,
+    /// Set when the request used a rotated key inside its grace period.
+    pub api_key_in_grace_period: bool,
 }
 
 /// The access token a request presented.

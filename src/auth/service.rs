@@ -367,12 +367,10 @@ impl Authenticator {
         let key_permissions = PermissionSet::new(record.permissions.iter().filter_map(|p| Permission::parse(p).ok()));
         let permissions = key_permissions.intersect(&self.permissions_of(&owner.roles));
         self.note_key_use(&record.id, now);
-        Ok(principal(
-            &owner,
-            permissions,
-            Some(record.id),
-            record.rate_limit_per_minute,
-        ))
+        let in_grace_period = record.revoked_at.is_some();
+        let mut principal = principal(&owner, permissions, Some(record.id), record.rate_limit_per_minute);
+        principal.api_key_in_grace_period = in_grace_period;
+        Ok(principal)
     }
 
     fn note_key_use(&self, key_id: &str, at: DateTime<Utc>) {
@@ -421,6 +419,7 @@ fn principal(
         mfa_enabled: user.mfa_enabled,
         session: None,
         mfa_enrollment_required: false,
+        api_key_in_grace_period: false,
     }
 }
 

@@ -91,8 +91,12 @@ impl Authenticator {
     }
 
     /// Starts a new sign-in family for `user`.
+    ///
+    /// Tokens are dated no earlier than the user's `tokens_valid_after` cut-off,
+    /// which lies up to one second ahead after a disable or password change,
+    /// so that a session started in that second is not born revoked.
     pub(super) async fn start_session(&self, user: &User, now: DateTime<Utc>) -> Result<TokenPair, AuthError> {
-        self.issue_pair(user.id, &Uuid::new_v4().to_string(), 1, now).await
+        self.issue_pair(user.id, &Uuid::new_v4().to_string(), 1, now.max(user.tokens_valid_after)).await
     }
 
     /// Exchanges a refresh token for a new pair, spending it.
@@ -139,7 +143,8 @@ impl Authenticator {
         if user.disabled || record.created_at < user.tokens_valid_after {
             return outcome(Err(AuthError::InvalidToken), user_id, family);
         }
-        let result = self.issue_pair(user.id, &record.family_id, record.generation + 1, now).await;
+        let issued_at = now.max(user.tokens_valid_after);
+        let result = self.issue_pair(user.id, &record.family_id, record.generation + 1, issued_at).await;
         outcome(result, user_id, family)
     }
 

@@ -143,5 +143,6 @@ fn operator_principal(user: &crate::storage::User) -> crate::auth::Principal {
         mfa_enabled: user.mfa_enabled,
         session: None,
         mfa_enrollment_required: false,
+        api_key_in_grace_period: false,
     }
 }

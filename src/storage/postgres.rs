@@ -19,7 +19,7 @@ use uuid::Uuid;
 use super::*;
 use crate::rbac::{Permission, Role};
 
-/// Connections per process. Every instance of the server holds its own pool,
+/// Connections per process. Every instance of the server opens its own pool,
 /// so N instances open up to N times this many connections.
 const POOL_SIZE: u32 = 10;
 
@@ -84,11 +84,12 @@ impl PostgresStore {
     }
 }
 
-/// Like [`classify`], but also treats the SQLSTATEs that PostgreSQL sends
-/// while a connection is being set up or torn down as "unavailable":
-/// class 08 (connection exception), class 28 (authentication failed),
-/// 3D000 (no such database), 53300 (too many connections) and 57P01 to
-/// 57P03 (server shutting down or starting).
+/// Maps a sqlx error like [`classify`], and also maps to
+/// [`StorageError::Unavailable`] the SQLSTATEs that PostgreSQL sends while a
+/// connection is set up or torn down. These are class 08 (connection
+/// exception), class 28 (authentication failed), 3D000 (no such database),
+/// 53300 (too many connections) and 57P01 to 57P03 (server shutting down or
+/// starting).
 fn classify_postgres(error: sqlx::Error) -> StorageError {
     let unavailable = match &error {
         sqlx::Error::Database(database_error) => database_error.code().is_some_and(|code| {
@@ -379,7 +380,10 @@ fn search_query<'a>(terms: &[String], filter: &EntryFilter, offset: u32, limit: 
         if index > 0 {
             query.push(" || ");
         }
-        query.push("plainto_tsquery('simple', ").push_bind(term.clone()).push(")");
+        query
+            .push("plainto_tsquery('simple', ")
+            .push_bind(term.clone())
+            .push(")");
     }
     query.push(")");
     push_filter(&mut query, filter);
@@ -462,11 +466,7 @@ impl Store for PostgresStore {
         query
             .push(" ORDER BY created_at, id LIMIT ")
             .push_bind(i64::from(limit));
-        let rows = query
-            .build()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(classify_postgres)?;
+        let rows = query.build().fetch_all(&self.pool).await.map_err(classify_postgres)?;
         rows.iter().map(user_from_row).collect()
     }
 
@@ -588,11 +588,7 @@ impl Store for PostgresStore {
         query
             .push(" ORDER BY e.created_at, e.id LIMIT ")
             .push_bind(i64::from(limit));
-        let rows = query
-            .build()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(classify_postgres)?;
+        let rows = query.build().fetch_all(&self.pool).await.map_err(classify_postgres)?;
         rows.iter().map(entry_from_row).collect()
     }
 
@@ -622,27 +618,30 @@ impl Store for PostgresStore {
                 .map(|row| Ok((column::<String>(row, "key")?, column::<i64>(row, "count")?)))
                 .collect()
         };
+
         let total = sqlx::query_scalar("SELECT COUNT(*) FROM entries")
             .fetch_one(&self.pool)
             .await
             .map_err(classify_postgres)?;
-        let by_category = sqlx::query(
-            "SELECT category AS key, COUNT(*) AS count FROM entries GROUP BY category ORDER BY category",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(classify_postgres)?;
+
+        let by_category =
+            sqlx::query("SELECT category AS key, COUNT(*) AS count FROM entries GROUP BY category ORDER BY category")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(classify_postgres)?;
         let by_status =
             sqlx::query("SELECT status AS key, COUNT(*) AS count FROM entries GROUP BY status ORDER BY status")
                 .fetch_all(&self.pool)
                 .await
                 .map_err(classify_postgres)?;
+
         let top_tags = sqlx::query(
             "SELECT tag AS key, COUNT(*) AS count FROM entry_tags GROUP BY tag ORDER BY count DESC, tag LIMIT 10",
         )
         .fetch_all(&self.pool)
         .await
         .map_err(classify_postgres)?;
+
         let since = Utc::now() - chrono::Duration::days(i64::from(days));
         let created_per_day = sqlx::query(
             "SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS key, COUNT(*) AS count \
@@ -652,6 +651,7 @@ impl Store for PostgresStore {
         .fetch_all(&self.pool)
         .await
         .map_err(classify_postgres)?;
+
         Ok(EntryAnalytics {
             total,
             by_category: pairs(by_category)?,
@@ -854,17 +854,13 @@ impl Store for PostgresStore {
             query.push(" AND user_id = ").push_bind(user_id);
         }
         query.push(" ORDER BY created_at, id");
-        let rows = query
-            .build()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(classify_postgres)?;
+        let rows = query.build().fetch_all(&self.pool).await.map_err(classify_postgres)?;
         rows.iter().map(api_key_from_row).collect()
     }
 
     async fn revoke_api_key(&self, id: &str, at: DateTime<Utc>) -> StorageResult<bool> {
-        // An earlier revocation stands; a later one (a rotation's grace
-        // period) is brought forward.
+        // An earlier revocation is kept. A later one (the end of a rotation's
+        // grace period) is brought forward.
         sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND (revoked_at IS NULL OR revoked_at > $1)")
             .bind(at)
             .bind(id)
@@ -910,7 +906,10 @@ mod tests {
         let cases = [
             ("postgres://u@localhost/db", Some("postgres://u@localhost/db")),
             ("postgresql://u@localhost/db", Some("postgresql://u@localhost/db")),
-            ("postgresql+asyncpg://u:p@db:5432/app", Some("postgres://u:p@db:5432/app")),
+            (
+                "postgresql+asyncpg://u:p@db:5432/app",
+                Some("postgres://u:p@db:5432/app"),
+            ),
             ("sqlite://data/hyper_registry.db", None),
             ("mysql://u@localhost/db", None),
         ];

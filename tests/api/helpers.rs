@@ -221,27 +221,3 @@ pub async fn list_all_entries(app: &TestApp, token: &str) -> Vec<Value> {
         }
     }
 }
-
-impl TestApp {
-    /// Stops the server like [`TestApp::stop`], but drops this handle's
-    /// `AppState` first. The server task ends only after the audit writer
-    /// thread exits, which waits for every `AuditLog` handle to be dropped,
-    /// so `stop` (which keeps `state` until the server has ended) never returns.
-    pub async fn stop_releasing_state(self) -> TempDir {
-        let TestApp {
-            data_dir,
-            state,
-            shutdown,
-            server,
-            ..
-        } = self;
-        drop(state);
-        if let Some(shutdown) = shutdown {
-            let _ = shutdown.send(());
-        }
-        if let Some(server) = server {
-            let _ = server.await;
-        }
-        data_dir
-    }
-}

@@ -1,8 +1,8 @@
 //! Storage-level tests: one set of `Store` scenarios runs against SQLite always
 //! and against PostgreSQL when `TEST_DATABASE_URL` names a server, e.g.
 //! `postgres://postgres@127.0.0.1:5432/test`. Every PostgreSQL test creates a
-//! schema of its own and drops it when it passes, so tests run in parallel;
-//! a failed test leaves its `t_…` schema behind for inspection.
+//! schema of its own, so tests run in parallel. A test drops its schema when
+//! it passes and leaves the `t_…` schema behind for inspection when it fails.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use hyper_registry::rbac::{Permission, Role};
@@ -54,7 +54,7 @@ impl PostgresSchema {
             .await
             .unwrap_or_else(|error| panic!("{POSTGRES_URL_VARIABLE} cannot be reached: {error}"));
         let name = format!("t_{}", Uuid::new_v4().simple());
-        // Identifiers cannot be bound as parameters; `name` is built from a
+        // Identifiers cannot be bound as parameters. `name` is built from a
         // UUID's hex digits here, never from outside input.
         sqlx::query(&format!("CREATE SCHEMA \"{name}\""))
             .execute(&admin)
@@ -84,7 +84,7 @@ impl Backend {
         }
     }
 
-    /// A store in a fresh schema, or `None` without `TEST_DATABASE_URL`.
+    /// Opens a store in a fresh schema, or returns `None` without `TEST_DATABASE_URL`.
     async fn postgres() -> Option<Backend> {
         let schema = PostgresSchema::create().await?;
         let store = storage::connect(&schema.url).await.expect("PostgreSQL store opens");
@@ -165,7 +165,7 @@ fn at(seconds: i64) -> DateTime<Utc> {
     base + Duration::microseconds(123_456) + Duration::seconds(seconds)
 }
 
-/// The current time truncated to whole microseconds.
+/// Returns the current time truncated to whole microseconds.
 fn now_micros() -> DateTime<Utc> {
     DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).expect("current time in range")
 }
@@ -242,7 +242,10 @@ fn assert_same_user(actual: &User, expected: &User) {
     assert_eq!(actual.failed_logins, expected.failed_logins, "failed_logins");
     assert_eq!(actual.locked_until, expected.locked_until, "locked_until");
     assert_eq!(actual.mfa_enabled, expected.mfa_enabled, "mfa_enabled");
-    assert_eq!(actual.tokens_valid_after, expected.tokens_valid_after, "tokens_valid_after");
+    assert_eq!(
+        actual.tokens_valid_after, expected.tokens_valid_after,
+        "tokens_valid_after"
+    );
     assert_eq!(actual.created_at, expected.created_at, "created_at");
     assert_eq!(actual.updated_at, expected.updated_at, "updated_at");
 }
@@ -252,7 +255,11 @@ fn assert_same_entry(actual: &StoredEntry, expected: &StoredEntry) {
     assert_eq!(actual.category, expected.category, "category of {}", expected.name);
     assert_eq!(actual.name, expected.name, "name");
     assert_eq!(actual.title, expected.title, "title of {}", expected.name);
-    assert_eq!(actual.description, expected.description, "description of {}", expected.name);
+    assert_eq!(
+        actual.description, expected.description,
+        "description of {}",
+        expected.name
+    );
     assert_eq!(actual.status, expected.status, "status of {}", expected.name);
     assert_eq!(actual.version, expected.version, "version of {}", expected.name);
     assert_eq!(actual.tags, expected.tags, "tags of {}", expected.name);
@@ -260,21 +267,45 @@ fn assert_same_entry(actual: &StoredEntry, expected: &StoredEntry) {
     assert_eq!(actual.sensitive, expected.sensitive, "sensitive of {}", expected.name);
     assert_eq!(actual.owner_id, expected.owner_id, "owner_id of {}", expected.name);
     assert_eq!(actual.revision, expected.revision, "revision of {}", expected.name);
-    assert_eq!(actual.created_at, expected.created_at, "created_at of {}", expected.name);
-    assert_eq!(actual.updated_at, expected.updated_at, "updated_at of {}", expected.name);
+    assert_eq!(
+        actual.created_at, expected.created_at,
+        "created_at of {}",
+        expected.name
+    );
+    assert_eq!(
+        actual.updated_at, expected.updated_at,
+        "updated_at of {}",
+        expected.name
+    );
 }
 
 fn assert_same_key(actual: &ApiKeyRecord, expected: &ApiKeyRecord) {
     assert_eq!(actual.id, expected.id, "id");
     assert_eq!(actual.user_id, expected.user_id, "user_id of {}", expected.id);
     assert_eq!(actual.name, expected.name, "name of {}", expected.id);
-    assert_eq!(actual.secret_hash, expected.secret_hash, "secret_hash of {}", expected.id);
-    assert_eq!(actual.permissions, expected.permissions, "permissions of {}", expected.id);
-    assert_eq!(actual.rate_limit_per_minute, expected.rate_limit_per_minute, "rate limit of {}", expected.id);
+    assert_eq!(
+        actual.secret_hash, expected.secret_hash,
+        "secret_hash of {}",
+        expected.id
+    );
+    assert_eq!(
+        actual.permissions, expected.permissions,
+        "permissions of {}",
+        expected.id
+    );
+    assert_eq!(
+        actual.rate_limit_per_minute, expected.rate_limit_per_minute,
+        "rate limit of {}",
+        expected.id
+    );
     assert_eq!(actual.created_at, expected.created_at, "created_at of {}", expected.id);
     assert_eq!(actual.expires_at, expected.expires_at, "expires_at of {}", expected.id);
     assert_eq!(actual.revoked_at, expected.revoked_at, "revoked_at of {}", expected.id);
-    assert_eq!(actual.last_used_at, expected.last_used_at, "last_used_at of {}", expected.id);
+    assert_eq!(
+        actual.last_used_at, expected.last_used_at,
+        "last_used_at of {}",
+        expected.id
+    );
 }
 
 fn assert_conflict<T: std::fmt::Debug>(result: Result<T, StorageError>, expected_constraint: &str) {
@@ -335,7 +366,10 @@ async fn users_round_trip(store: &dyn Store) {
         .expect("find by username")
         .expect("alice by username");
     assert_same_user(&by_name, &alice);
-    assert!(store.find_user(Uuid::new_v4()).await.expect("find").is_none(), "unknown id");
+    assert!(
+        store.find_user(Uuid::new_v4()).await.expect("find").is_none(),
+        "unknown id"
+    );
     assert!(
         store.find_user_by_username("bob").await.expect("find").is_none(),
         "unknown username"
@@ -353,13 +387,21 @@ async fn users_round_trip(store: &dyn Store) {
     alice.tokens_valid_after = at(500);
     alice.updated_at = at(600);
     store.update_user(&alice).await.expect("update alice");
-    let updated = store.find_user(alice.id).await.expect("find").expect("alice after update");
+    let updated = store
+        .find_user(alice.id)
+        .await
+        .expect("find")
+        .expect("alice after update");
     assert_same_user(&updated, &alice);
 
     alice.locked_until = None;
     alice.failed_logins = 0;
     store.update_user(&alice).await.expect("unlock alice");
-    let unlocked = store.find_user(alice.id).await.expect("find").expect("alice after unlock");
+    let unlocked = store
+        .find_user(alice.id)
+        .await
+        .expect("find")
+        .expect("alice after unlock");
     assert_eq!(unlocked.locked_until, None, "locked_until cleared");
     assert_eq!(unlocked.failed_logins, 0, "failed_logins reset");
 }
@@ -400,7 +442,10 @@ async fn users_list_pages_by_creation_then_id(store: &dyn Store) {
 }
 
 async fn roles_insert_update_delete(store: &dyn Store) {
-    assert!(store.list_roles().await.expect("list").is_empty(), "no custom roles at first");
+    assert!(
+        store.list_roles().await.expect("list").is_empty(),
+        "no custom roles at first"
+    );
 
     let auditor = role("auditor", &["audit:read", "read"], &["viewer"]);
     let analyst = role("analyst", &["analytics:read"], &[]);
@@ -419,9 +464,15 @@ async fn roles_insert_update_delete(store: &dyn Store) {
 
     let mut changed = role("auditor", &["audit:read"], &[]);
     changed.description = None;
-    assert!(store.update_role(&changed, at(3)).await.expect("update"), "auditor exists");
+    assert!(
+        store.update_role(&changed, at(3)).await.expect("update"),
+        "auditor exists"
+    );
     let missing = role("ghost", &["read"], &[]);
-    assert!(!store.update_role(&missing, at(3)).await.expect("update"), "ghost does not exist");
+    assert!(
+        !store.update_role(&missing, at(3)).await.expect("update"),
+        "ghost does not exist"
+    );
     let roles = store.list_roles().await.expect("list");
     assert_eq!(roles[1].permissions, changed.permissions, "permissions replaced");
     assert_eq!(roles[1].inherits, Vec::<String>::new(), "inherits replaced");
@@ -455,7 +506,10 @@ async fn entries_round_trip(store: &dyn Store) {
 
     let found = store.find_entry(full.id).await.expect("find").expect("entry by id");
     assert_same_entry(&found, &full);
-    assert!(store.find_entry(Uuid::new_v4()).await.expect("find").is_none(), "unknown id");
+    assert!(
+        store.find_entry(Uuid::new_v4()).await.expect("find").is_none(),
+        "unknown id"
+    );
 
     let mut same_name = entry("python-package", "requests", at(1));
     same_name.title = "another".into();
@@ -491,7 +545,11 @@ async fn entries_update_checks_revision(store: &dyn Store) {
         ..EntryFilter::default()
     };
     assert!(
-        store.list_entries(&by_old_tag, None, 10).await.expect("list").is_empty(),
+        store
+            .list_entries(&by_old_tag, None, 10)
+            .await
+            .expect("list")
+            .is_empty(),
         "the old tag was replaced"
     );
     let by_new_tag = EntryFilter {
@@ -527,13 +585,24 @@ async fn entries_update_checks_revision(store: &dyn Store) {
 
     assert!(store.delete_entry(first.id).await.expect("delete"), "billing existed");
     assert!(!store.delete_entry(first.id).await.expect("delete"), "billing is gone");
-    assert!(store.find_entry(first.id).await.expect("find").is_none(), "no billing after delete");
     assert!(
-        store.list_entries(&by_new_tag, None, 10).await.expect("list").is_empty(),
+        store.find_entry(first.id).await.expect("find").is_none(),
+        "no billing after delete"
+    );
+    assert!(
+        store
+            .list_entries(&by_new_tag, None, 10)
+            .await
+            .expect("list")
+            .is_empty(),
         "tags go with the entry"
     );
     let analytics = store.entry_analytics(3650).await.expect("analytics");
-    assert!(analytics.top_tags.is_empty(), "no tag counts left: {:?}", analytics.top_tags);
+    assert!(
+        analytics.top_tags.is_empty(),
+        "no tag counts left: {:?}",
+        analytics.top_tags
+    );
 }
 
 async fn entries_list_filters_and_cursor(store: &dyn Store) {
@@ -632,13 +701,38 @@ async fn entries_list_filters_and_cursor(store: &dyn Store) {
 async fn search_ranks_and_filters(store: &dyn Store) {
     let owner = Uuid::new_v4();
     let fixtures = [
-        ("python-package", "httpx", "The next generation HTTP client.", &["python"][..]),
-        ("python-package", "websocket-client", "WebSocket client for Python", &["python"][..]),
+        (
+            "python-package",
+            "httpx",
+            "The next generation HTTP client.",
+            &["python"][..],
+        ),
+        (
+            "python-package",
+            "websocket-client",
+            "WebSocket client for Python",
+            &["python"][..],
+        ),
         ("python-package", "requests", "Python HTTP for Humans.", &["python"][..]),
-        ("python-package", "zope.interface", "Interfaces for Python", &["python"][..]),
+        (
+            "python-package",
+            "zope.interface",
+            "Interfaces for Python",
+            &["python"][..],
+        ),
         ("python-package", "pillow", "Python Imaging Library", &["graphics"][..]),
-        ("python-package", "wsproto", "Sans-IO websocket protocol implementation", &[][..]),
-        ("npm-package", "axios", "Promise based HTTP client for the browser", &["javascript"][..]),
+        (
+            "python-package",
+            "wsproto",
+            "Sans-IO websocket protocol implementation",
+            &[][..],
+        ),
+        (
+            "npm-package",
+            "axios",
+            "Promise based HTTP client for the browser",
+            &["javascript"][..],
+        ),
     ];
     let mut ids = std::collections::HashMap::new();
     for (index, (category, name, description, tags)) in fixtures.into_iter().enumerate() {
@@ -683,12 +777,22 @@ async fn search_ranks_and_filters(store: &dyn Store) {
         );
     }
     let rank_of = |name: &str| hit_names.iter().position(|hit| *hit == name);
-    assert!(rank_of("httpx") < rank_of("requests"), "both words outrank one: {hit_names:?}");
-    assert!(rank_of("axios") < rank_of("requests"), "both words outrank one: {hit_names:?}");
+    assert!(
+        rank_of("httpx") < rank_of("requests"),
+        "both words outrank one: {hit_names:?}"
+    );
+    assert!(
+        rank_of("axios") < rank_of("requests"),
+        "both words outrank one: {hit_names:?}"
+    );
 
     let websocket = search(terms(&["websocket"]), EntryFilter::default(), 0, 20).await;
     let websocket_names: Vec<&str> = websocket.iter().map(|(item, _)| item.name.as_str()).collect();
-    assert_eq!(websocket_names, ["websocket-client", "wsproto"], "a name match outranks a description match");
+    assert_eq!(
+        websocket_names,
+        ["websocket-client", "wsproto"],
+        "a name match outranks a description match"
+    );
 
     let interface = search(terms(&["interface"]), EntryFilter::default(), 0, 20).await;
     assert_eq!(interface.len(), 1, "a dotted name is split into words");
@@ -702,7 +806,9 @@ async fn search_ranks_and_filters(store: &dyn Store) {
     assert_eq!(uppercase_text.len(), 1, "matching ignores case");
 
     assert!(
-        search(terms(&["nonexistentword"]), EntryFilter::default(), 0, 20).await.is_empty(),
+        search(terms(&["nonexistentword"]), EntryFilter::default(), 0, 20)
+            .await
+            .is_empty(),
         "an unknown word matches nothing"
     );
     assert!(
@@ -786,7 +892,11 @@ fn pypi_sample_entries() -> Vec<StoredEntry> {
         .map(|(index, line)| {
             let value: Value = serde_json::from_str(line).expect("sample line is JSON");
             let text = |field: &str| value[field].as_str().unwrap_or_default().to_string();
-            let mut item = entry(&text("category"), &text("name"), at(i64::try_from(index).expect("small index")));
+            let mut item = entry(
+                &text("category"),
+                &text("name"),
+                at(i64::try_from(index).expect("small index")),
+            );
             item.title = text("title");
             item.description = text("description");
             item.status = text("status");
@@ -868,7 +978,12 @@ async fn analytics_counts(store: &dyn Store) {
 
     let day = |age: Duration| (now - age).format("%Y-%m-%d").to_string();
     let mut expected_days: Vec<(String, i64)> = Vec::new();
-    for age in [Duration::hours(1), Duration::days(1), Duration::days(1), Duration::days(2)] {
+    for age in [
+        Duration::hours(1),
+        Duration::days(1),
+        Duration::days(1),
+        Duration::days(2),
+    ] {
         match expected_days.iter_mut().find(|(date, _)| *date == day(age)) {
             Some((_, count)) => *count += 1,
             None => expected_days.push((day(age), 1)),
@@ -912,7 +1027,11 @@ async fn import_skip_and_update(store: &dyn Store) {
         ],
         "skip policy"
     );
-    let ledger = store.find_entry(batch[0].id).await.expect("find").expect("ledger created");
+    let ledger = store
+        .find_entry(batch[0].id)
+        .await
+        .expect("find")
+        .expect("ledger created");
     assert_same_entry(&ledger, &batch[0]);
     let billing = store.find_entry(existing.id).await.expect("find").expect("billing");
     assert_same_entry(&billing, &existing);
@@ -925,7 +1044,11 @@ async fn import_skip_and_update(store: &dyn Store) {
         .import_entries(&[incoming("billing", bob, "Billing by bob")], not_owner)
         .await
         .expect("import");
-    assert_eq!(outcomes, [ImportOutcome::SkippedNotOwner], "bob may not change alice's entry");
+    assert_eq!(
+        outcomes,
+        [ImportOutcome::SkippedNotOwner],
+        "bob may not change alice's entry"
+    );
     let billing = store.find_entry(existing.id).await.expect("find").expect("billing");
     assert_same_entry(&billing, &existing);
 
@@ -935,10 +1058,17 @@ async fn import_skip_and_update(store: &dyn Store) {
     };
     let replacement = incoming("billing", alice, "Billing v2");
     let outcomes = store
-        .import_entries(&[replacement.clone(), incoming("invoices", alice, "Invoices")], owner_update)
+        .import_entries(
+            &[replacement.clone(), incoming("invoices", alice, "Invoices")],
+            owner_update,
+        )
         .await
         .expect("import");
-    assert_eq!(outcomes, [ImportOutcome::Updated, ImportOutcome::Created], "owner update");
+    assert_eq!(
+        outcomes,
+        [ImportOutcome::Updated, ImportOutcome::Created],
+        "owner update"
+    );
     let billing = store.find_entry(existing.id).await.expect("find").expect("billing");
     let expected = StoredEntry {
         id: existing.id,
@@ -953,7 +1083,11 @@ async fn import_skip_and_update(store: &dyn Store) {
         ..EntryFilter::default()
     };
     assert!(
-        store.list_entries(&by_old_tag, None, 10).await.expect("list").is_empty(),
+        store
+            .list_entries(&by_old_tag, None, 10)
+            .await
+            .expect("list")
+            .is_empty(),
         "an updating import replaces tags"
     );
 
@@ -965,7 +1099,11 @@ async fn import_skip_and_update(store: &dyn Store) {
         .import_entries(&[incoming("billing", bob, "Billing v3")], manager_update)
         .await
         .expect("import");
-    assert_eq!(outcomes, [ImportOutcome::Updated], "entries:manage may update any entry");
+    assert_eq!(
+        outcomes,
+        [ImportOutcome::Updated],
+        "entries:manage may update any entry"
+    );
     let billing = store.find_entry(existing.id).await.expect("find").expect("billing");
     assert_eq!(billing.title, "Billing v3", "title replaced");
     assert_eq!(billing.owner_id, alice, "the owner stays");
@@ -997,7 +1135,10 @@ async fn api_keys_lifecycle(store: &dyn Store) {
 
     let found = store.find_api_key("k3").await.expect("find").expect("k3");
     assert_same_key(&found, &keys[2]);
-    assert!(store.find_api_key("missing").await.expect("find").is_none(), "unknown key");
+    assert!(
+        store.find_api_key("missing").await.expect("find").is_none(),
+        "unknown key"
+    );
 
     let listed: Vec<String> = store
         .list_api_keys(None)
@@ -1017,18 +1158,39 @@ async fn api_keys_lifecycle(store: &dyn Store) {
     assert_eq!(alices, ["k1", "k2", "k3"], "alice's keys only");
 
     let revoked_at = |id: &'static str| async move {
-        store.find_api_key(id).await.expect("find").expect("key exists").revoked_at
+        store
+            .find_api_key(id)
+            .await
+            .expect("find")
+            .expect("key exists")
+            .revoked_at
     };
     assert!(store.revoke_api_key("k1", at(50)).await.expect("revoke"), "k1 exists");
     assert_eq!(revoked_at("k1").await, Some(at(50)), "revoked");
     assert!(store.revoke_api_key("k1", at(90)).await.expect("revoke"), "k1 exists");
-    assert_eq!(revoked_at("k1").await, Some(at(50)), "a later revocation leaves the earlier one");
+    assert_eq!(
+        revoked_at("k1").await,
+        Some(at(50)),
+        "a later revocation leaves the earlier one"
+    );
     assert!(store.revoke_api_key("k1", at(20)).await.expect("revoke"), "k1 exists");
-    assert_eq!(revoked_at("k1").await, Some(at(20)), "an earlier revocation brings it forward");
-    assert!(!store.revoke_api_key("missing", at(20)).await.expect("revoke"), "unknown key");
+    assert_eq!(
+        revoked_at("k1").await,
+        Some(at(20)),
+        "an earlier revocation brings it forward"
+    );
+    assert!(
+        !store.revoke_api_key("missing", at(20)).await.expect("revoke"),
+        "unknown key"
+    );
 
     let last_used = |id: &'static str| async move {
-        store.find_api_key(id).await.expect("find").expect("key exists").last_used_at
+        store
+            .find_api_key(id)
+            .await
+            .expect("find")
+            .expect("key exists")
+            .last_used_at
     };
     store
         .record_api_key_use(&[
@@ -1076,11 +1238,24 @@ async fn refresh_tokens_and_mfa(store: &dyn Store) {
     assert_eq!(found.user_id, alice.id, "user");
     assert_eq!(found.generation, 1, "generation");
     assert_eq!(found.expires_at, at(3600), "expires_at");
-    assert!(store.find_refresh_token(&[9; 32]).await.expect("find").is_none(), "unknown token");
+    assert!(
+        store.find_refresh_token(&[9; 32]).await.expect("find").is_none(),
+        "unknown token"
+    );
 
-    assert!(store.spend_refresh_token(&[1; 32], at(10)).await.expect("spend"), "first spend wins");
-    assert!(!store.spend_refresh_token(&[1; 32], at(11)).await.expect("spend"), "second spend loses");
-    let spent = store.find_refresh_token(&[1; 32]).await.expect("find").expect("token 1");
+    assert!(
+        store.spend_refresh_token(&[1; 32], at(10)).await.expect("spend"),
+        "first spend wins"
+    );
+    assert!(
+        !store.spend_refresh_token(&[1; 32], at(11)).await.expect("spend"),
+        "second spend loses"
+    );
+    let spent = store
+        .find_refresh_token(&[1; 32])
+        .await
+        .expect("find")
+        .expect("token 1");
     assert_eq!(spent.spent_at, Some(at(10)), "spent_at recorded");
 
     store
@@ -1097,7 +1272,10 @@ async fn refresh_tokens_and_mfa(store: &dyn Store) {
     };
     assert_eq!(revoked(2).await, Some(at(20)), "f1 revoked");
     assert_eq!(revoked(3).await, None, "f2 kept");
-    assert!(!store.spend_refresh_token(&[2; 32], at(21)).await.expect("spend"), "a revoked token cannot be spent");
+    assert!(
+        !store.spend_refresh_token(&[2; 32], at(21)).await.expect("spend"),
+        "a revoked token cannot be spent"
+    );
     store.revoke_refresh_family("f2", at(30)).await.expect("revoke f2");
     assert_eq!(revoked(3).await, Some(at(30)), "f2 revoked");
     store
@@ -1106,13 +1284,22 @@ async fn refresh_tokens_and_mfa(store: &dyn Store) {
         .expect("revoke everything");
     assert_eq!(revoked(2).await, Some(at(20)), "an earlier revocation stays");
 
-    store.insert_revoked_token("jti-1", at(100)).await.expect("revoke jti-1");
-    store.insert_revoked_token("jti-1", at(100)).await.expect("revoking twice is harmless");
+    store
+        .insert_revoked_token("jti-1", at(100))
+        .await
+        .expect("revoke jti-1");
+    store
+        .insert_revoked_token("jti-1", at(100))
+        .await
+        .expect("revoking twice is harmless");
     store.insert_revoked_token("jti-2", at(10)).await.expect("revoke jti-2");
     let live = store.list_revoked_tokens(at(50)).await.expect("list");
     assert_eq!(live, ["jti-1"], "expired revocations are left out");
 
-    assert!(store.find_mfa(alice.id).await.expect("find").is_none(), "no MFA state yet");
+    assert!(
+        store.find_mfa(alice.id).await.expect("find").is_none(),
+        "no MFA state yet"
+    );
     let mut mfa = MfaRecord {
         user_id: alice.id,
         secret: None,
@@ -1131,7 +1318,10 @@ async fn refresh_tokens_and_mfa(store: &dyn Store) {
     assert_eq!(found.recovery_codes, mfa.recovery_codes, "recovery codes");
     assert_eq!(found.last_step, mfa.last_step, "last step");
     store.delete_mfa(alice.id).await.expect("delete");
-    assert!(store.find_mfa(alice.id).await.expect("find").is_none(), "MFA state deleted");
+    assert!(
+        store.find_mfa(alice.id).await.expect("find").is_none(),
+        "MFA state deleted"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -1173,7 +1363,11 @@ async fn postgres_url_forms_connect() {
             .await
             .unwrap_or_else(|error| panic!("{scheme}:// URL connects: {error:?}"));
         store.ping().await.expect("ping");
-        assert_eq!(store.count_users().await.expect("count"), 0, "{scheme}: migrated, empty store");
+        assert_eq!(
+            store.count_users().await.expect("count"),
+            0,
+            "{scheme}: migrated, empty store"
+        );
     }
     PostgresSchema::drop_schema(&schema.admin, &schema.name).await;
 }
@@ -1193,7 +1387,9 @@ async fn postgres_app_imports_and_searches() {
     let report: Value = response.json().await.expect("import report");
     assert_eq!(report["created"], json!(300), "sample fully imported: {report}");
 
-    let response = app.get("/api/v1/registry/search?q=http%20client&limit=10", &token).await;
+    let response = app
+        .get("/api/v1/registry/search?q=http%20client&limit=10", &token)
+        .await;
     assert_eq!(response.status(), 200, "search");
     let page: Value = response.json().await.expect("search body");
     let top: Vec<&str> = page["items"]
