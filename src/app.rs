@@ -201,7 +201,15 @@ impl AppState {
             refresh_token_days: config.jwt_refresh_expire_days,
             mfa_required_roles: config.mfa_required_roles.clone(),
         };
-        let auth = Authenticator::new(core.store.clone(), signer, peppers, clock.clone(), settings, core.cipher.clone()).await?;
+        let auth = Authenticator::new(
+            core.store.clone(),
+            signer,
+            peppers,
+            clock.clone(),
+            settings,
+            core.cipher.clone(),
+        )
+        .await?;
         let cursor_key = hmac_sha256(
             core.secrets.jwt_secret_key.expose().as_bytes(),
             b"hyper-registry cursor key",

@@ -5,12 +5,16 @@
 //! runs the server and [`cli`] holds the operator commands. See the README
 //! for a map from concepts to modules.
 
-#![deny(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::todo,
-    clippy::unimplemented
+// Shipped code handles every failure; unit tests may unwrap.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::todo,
+        clippy::unimplemented
+    )
 )]
 
 pub mod api;

@@ -74,7 +74,11 @@ async fn audit_security(
         .description(description);
     event.client_ip = Some(context.client_ip.to_string());
     event.request_id = Some(context.request_id.clone());
-    state.audit.record_durable(event).await.map_err(|_| ApiError::AuditUnavailable)
+    state
+        .audit
+        .record_durable(event)
+        .await
+        .map_err(|_| ApiError::AuditUnavailable)
 }
 
 #[derive(Deserialize)]
@@ -88,12 +92,23 @@ struct LoginRequest {
     recovery_code: Option<SecretString>,
 }
 
-async fn login(State(state): State<AppState>, Context(context): Context, JsonBody(body): JsonBody<LoginRequest>) -> ApiResult<Json<Value>> {
+async fn login(
+    State(state): State<AppState>,
+    Context(context): Context,
+    JsonBody(body): JsonBody<LoginRequest>,
+) -> ApiResult<Json<Value>> {
     // A second budget per username, so one account cannot be guessed at from
     // many addresses faster than from one.
     let per_minute = state.config.login_rate_limit_per_minute;
     let username_key = format!("login-user:{}", body.username.to_lowercase());
-    let decision = state.rate_limiter.check(&username_key, Limit { per_minute, burst: per_minute }, state.clock.now());
+    let decision = state.rate_limiter.check(
+        &username_key,
+        Limit {
+            per_minute,
+            burst: per_minute,
+        },
+        state.clock.now(),
+    );
     if !decision.allowed {
         return Err(ApiError::RateLimited {
             retry_after_seconds: decision.retry_after_seconds,
@@ -104,28 +119,60 @@ async fn login(State(state): State<AppState>, Context(context): Context, JsonBod
         totp_code: body.totp_code.as_ref().map(SecretString::expose),
         recovery_code: body.recovery_code.as_ref().map(SecretString::expose),
     };
-    let outcome = state.auth.login(&body.username, body.password.expose(), second_factor).await;
+    let outcome = state
+        .auth
+        .login(&body.username, body.password.expose(), second_factor)
+        .await;
     let user_id = outcome.user_id.map(|id| id.to_string());
     if let Some(user_id) = &user_id {
         context.set_acting_user(user_id.clone());
     }
 
     let (event_type, status, description) = match &outcome.result {
-        Ok(_) if second_factor.recovery_code.is_some() => ("login_success", Status::Success, "login succeeded with a recovery code"),
+        Ok(_) if second_factor.recovery_code.is_some() => {
+            ("login_success", Status::Success, "login succeeded with a recovery code")
+        }
         Ok(_) => ("login_success", Status::Success, "login succeeded"),
         Err(AuthError::AccountLocked { .. }) => ("login_failed", Status::Denied, "login refused: account locked"),
         Err(AuthError::AccountDisabled) => ("login_failed", Status::Denied, "login refused: account disabled"),
         Err(AuthError::MfaRequired) => ("login_failed", Status::Failed, "login needs a second factor"),
         Err(AuthError::InvalidMfaCode) => ("login_failed", Status::Failed, "login failed: wrong MFA code"),
-        Err(AuthError::InvalidCredentials) if outcome.user_id.is_none() => ("login_failed", Status::Failed, "login failed: unknown username"),
+        Err(AuthError::InvalidCredentials) if outcome.user_id.is_none() => {
+            ("login_failed", Status::Failed, "login failed: unknown username")
+        }
         Err(_) => ("login_failed", Status::Failed, "login failed: wrong password"),
     };
-    let severity = if status == Status::Success { Severity::Info } else { Severity::Medium };
-    audit_security(&state, &context, user_id.clone(), event_type, status, severity, description.into()).await?;
+    let severity = if status == Status::Success {
+        Severity::Info
+    } else {
+        Severity::Medium
+    };
+    audit_security(
+        &state,
+        &context,
+        user_id.clone(),
+        event_type,
+        status,
+        severity,
+        description.into(),
+    )
+    .await?;
 
     if outcome.locked_now {
-        let description = format!("account locked after {} failed logins", state.config.login_max_failed_attempts);
-        audit_security(&state, &context, user_id, "account_locked", Status::Denied, Severity::High, description).await?;
+        let description = format!(
+            "account locked after {} failed logins",
+            state.config.login_max_failed_attempts
+        );
+        audit_security(
+            &state,
+            &context,
+            user_id,
+            "account_locked",
+            Status::Denied,
+            Severity::High,
+            description,
+        )
+        .await?;
     }
 
     let tokens = outcome.result?;
@@ -138,7 +185,11 @@ struct RefreshRequest {
     refresh_token: SecretString,
 }
 
-async fn refresh(State(state): State<AppState>, Context(context): Context, JsonBody(body): JsonBody<RefreshRequest>) -> ApiResult<Json<Value>> {
+async fn refresh(
+    State(state): State<AppState>,
+    Context(context): Context,
+    JsonBody(body): JsonBody<RefreshRequest>,
+) -> ApiResult<Json<Value>> {
     let outcome = state.auth.refresh(body.refresh_token.expose()).await;
     let user_id = outcome.user_id.map(|id| id.to_string());
     if let Some(user_id) = &user_id {
@@ -147,24 +198,64 @@ async fn refresh(State(state): State<AppState>, Context(context): Context, JsonB
     let family = outcome.family_id.clone().unwrap_or_default();
     match &outcome.result {
         Ok(_) => {
-            audit_security(&state, &context, user_id, "token_refreshed", Status::Success, Severity::Info, format!("session {family} refreshed")).await?;
+            audit_security(
+                &state,
+                &context,
+                user_id,
+                "token_refreshed",
+                Status::Success,
+                Severity::Info,
+                format!("session {family} refreshed"),
+            )
+            .await?;
         }
         Err(AuthError::RefreshReused) => {
             let description = format!("refresh token reused: session {family} revoked as stolen");
-            audit_security(&state, &context, user_id, "refresh_token_reused", Status::Denied, Severity::High, description).await?;
+            audit_security(
+                &state,
+                &context,
+                user_id,
+                "refresh_token_reused",
+                Status::Denied,
+                Severity::High,
+                description,
+            )
+            .await?;
         }
         Err(_) => {
-            audit_security(&state, &context, user_id, "token_refresh_failed", Status::Failed, Severity::Low, "refresh token rejected".into()).await?;
+            audit_security(
+                &state,
+                &context,
+                user_id,
+                "token_refresh_failed",
+                Status::Failed,
+                Severity::Low,
+                "refresh token rejected".into(),
+            )
+            .await?;
         }
     }
     let tokens = outcome.result?;
     Ok(token_body(&tokens))
 }
 
-async fn logout(State(state): State<AppState>, caller: Authenticated, Context(context): Context) -> ApiResult<StatusCode> {
+async fn logout(
+    State(state): State<AppState>,
+    caller: Authenticated,
+    Context(context): Context,
+) -> ApiResult<StatusCode> {
     let principal = caller.0;
     state.auth.logout(&principal).await?;
-    audit_security(&state, &context, Some(principal.user_id.to_string()), "logout", Status::Success, Severity::Info, "signed out; token and session revoked".into()).await?;
+    audit_security(
+        &state,
+        &context,
+        Some(principal.user_id.to_string()),
+        "logout",
+        Status::Success,
+        Severity::Info,
+        "signed out; token and session revoked".into(),
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -193,10 +284,17 @@ struct PasswordRequest {
     new_password: SecretString,
 }
 
-async fn change_password(State(state): State<AppState>, caller: Authenticated, Context(context): Context, JsonBody(body): JsonBody<PasswordRequest>) -> ApiResult<Json<Value>> {
+async fn change_password(
+    State(state): State<AppState>,
+    caller: Authenticated,
+    Context(context): Context,
+    JsonBody(body): JsonBody<PasswordRequest>,
+) -> ApiResult<Json<Value>> {
     let principal = caller.0;
     if principal.api_key_id.is_some() {
-        return Err(ApiError::Forbidden("an API key cannot change its owner's password".into()));
+        return Err(ApiError::Forbidden(
+            "an API key cannot change its owner's password".into(),
+        ));
     }
     let result = state
         .auth
@@ -204,24 +302,61 @@ async fn change_password(State(state): State<AppState>, caller: Authenticated, C
         .await;
     let user_id = Some(principal.user_id.to_string());
     match &result {
-        Ok(_) => audit_security(&state, &context, user_id, "password_changed", Status::Success, Severity::Medium, "password changed; other sessions revoked".into()).await?,
-        Err(_) => audit_security(&state, &context, user_id, "password_change_failed", Status::Failed, Severity::Medium, "password change rejected".into()).await?,
+        Ok(_) => {
+            audit_security(
+                &state,
+                &context,
+                user_id,
+                "password_changed",
+                Status::Success,
+                Severity::Medium,
+                "password changed; other sessions revoked".into(),
+            )
+            .await?
+        }
+        Err(_) => {
+            audit_security(
+                &state,
+                &context,
+                user_id,
+                "password_change_failed",
+                Status::Failed,
+                Severity::Medium,
+                "password change rejected".into(),
+            )
+            .await?
+        }
     }
     Ok(token_body(&result?))
 }
 
 fn require_session(principal: &crate::auth::Principal) -> ApiResult<()> {
     if principal.api_key_id.is_some() {
-        return Err(ApiError::Forbidden("MFA is managed with a signed-in session, not an API key".into()));
+        return Err(ApiError::Forbidden(
+            "MFA is managed with a signed-in session, not an API key".into(),
+        ));
     }
     Ok(())
 }
 
-async fn mfa_setup(State(state): State<AppState>, caller: Authenticated, Context(context): Context) -> ApiResult<Json<Value>> {
+async fn mfa_setup(
+    State(state): State<AppState>,
+    caller: Authenticated,
+    Context(context): Context,
+) -> ApiResult<Json<Value>> {
     let principal = caller.0;
     require_session(&principal)?;
     let (secret, uri) = state.auth.mfa_setup(&principal, &state.config.jwt_issuer).await?;
-    audit_security(&state, &context, Some(principal.user_id.to_string()), "mfa_setup_started", Status::Success, Severity::Low, "MFA enrolment started".into()).await?;
+    audit_security(
+        &state,
+        &context,
+        Some(principal.user_id.to_string()),
+        "mfa_setup_started",
+        Status::Success,
+        Severity::Low,
+        "MFA enrolment started".into(),
+    )
+    .await?;
     Ok(Json(json!({ "secret": secret, "otpauth_uri": uri })))
 }
 
@@ -231,11 +366,25 @@ struct ConfirmRequest {
     code: SecretString,
 }
 
-async fn mfa_confirm(State(state): State<AppState>, caller: Authenticated, Context(context): Context, JsonBody(body): JsonBody<ConfirmRequest>) -> ApiResult<Json<Value>> {
+async fn mfa_confirm(
+    State(state): State<AppState>,
+    caller: Authenticated,
+    Context(context): Context,
+    JsonBody(body): JsonBody<ConfirmRequest>,
+) -> ApiResult<Json<Value>> {
     let principal = caller.0;
     require_session(&principal)?;
     let codes = state.auth.mfa_confirm(&principal, body.code.expose()).await?;
-    audit_security(&state, &context, Some(principal.user_id.to_string()), "mfa_enabled", Status::Success, Severity::Medium, "MFA enabled".into()).await?;
+    audit_security(
+        &state,
+        &context,
+        Some(principal.user_id.to_string()),
+        "mfa_enabled",
+        Status::Success,
+        Severity::Medium,
+        "MFA enabled".into(),
+    )
+    .await?;
     Ok(Json(json!({ "recovery_codes": codes })))
 }
 
@@ -246,14 +395,44 @@ struct DisableRequest {
     code: SecretString,
 }
 
-async fn mfa_disable(State(state): State<AppState>, caller: Authenticated, Context(context): Context, JsonBody(body): JsonBody<DisableRequest>) -> ApiResult<StatusCode> {
+async fn mfa_disable(
+    State(state): State<AppState>,
+    caller: Authenticated,
+    Context(context): Context,
+    JsonBody(body): JsonBody<DisableRequest>,
+) -> ApiResult<StatusCode> {
     let principal = caller.0;
     require_session(&principal)?;
-    let result = state.auth.mfa_disable(&principal, body.password.expose(), body.code.expose()).await;
+    let result = state
+        .auth
+        .mfa_disable(&principal, body.password.expose(), body.code.expose())
+        .await;
     let user_id = Some(principal.user_id.to_string());
     match &result {
-        Ok(()) => audit_security(&state, &context, user_id, "mfa_disabled", Status::Success, Severity::High, "MFA disabled".into()).await?,
-        Err(_) => audit_security(&state, &context, user_id, "mfa_disable_failed", Status::Failed, Severity::Medium, "MFA disable rejected".into()).await?,
+        Ok(()) => {
+            audit_security(
+                &state,
+                &context,
+                user_id,
+                "mfa_disabled",
+                Status::Success,
+                Severity::High,
+                "MFA disabled".into(),
+            )
+            .await?
+        }
+        Err(_) => {
+            audit_security(
+                &state,
+                &context,
+                user_id,
+                "mfa_disable_failed",
+                Status::Failed,
+                Severity::Medium,
+                "MFA disable rejected".into(),
+            )
+            .await?
+        }
     }
     result?;
     Ok(StatusCode::NO_CONTENT)

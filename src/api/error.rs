@@ -142,8 +142,16 @@ fn classify_auth(error: &AuthError) -> (StatusCode, &'static str, &'static str) 
         AccountDisabled => (StatusCode::FORBIDDEN, "account_disabled", "Account disabled"),
         MfaRequired => (StatusCode::UNAUTHORIZED, "mfa_required", "Second factor required"),
         InvalidMfaCode => (StatusCode::UNAUTHORIZED, "invalid_mfa_code", "Authentication failed"),
-        RefreshReused => (StatusCode::UNAUTHORIZED, "refresh_token_reused", "Authentication failed"),
-        MfaEnrollmentRequired => (StatusCode::FORBIDDEN, "mfa_enrollment_required", "MFA enrolment required"),
+        RefreshReused => (
+            StatusCode::UNAUTHORIZED,
+            "refresh_token_reused",
+            "Authentication failed",
+        ),
+        MfaEnrollmentRequired => (
+            StatusCode::FORBIDDEN,
+            "mfa_enrollment_required",
+            "MFA enrolment required",
+        ),
         AccountLocked { .. } => (StatusCode::LOCKED, "account_locked", "Account locked"),
         Storage(StorageError::Unavailable(_)) => (
             StatusCode::SERVICE_UNAVAILABLE,

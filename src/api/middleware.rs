@@ -216,13 +216,20 @@ fn ambiguous_framing(headers: &HeaderMap) -> bool {
     if codings.is_empty() {
         return false;
     }
-    let plain_chunked = codings.len() == 1 && codings[0].to_str().is_ok_and(|v| v.trim().eq_ignore_ascii_case("chunked"));
+    let plain_chunked = codings.len() == 1
+        && codings[0]
+            .to_str()
+            .is_ok_and(|v| v.trim().eq_ignore_ascii_case("chunked"));
     headers.contains_key(header::CONTENT_LENGTH) || !plain_chunked
 }
 
 async fn handle(state: AppState, request_id: String, request: &mut Request, next: Next) -> Response {
     let head_bytes: usize = request.uri().to_string().len()
-        + request.headers().iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum::<usize>();
+        + request
+            .headers()
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 4)
+            .sum::<usize>();
     if head_bytes > super::MAX_HEAD_BYTES {
         let mut response = problem_response(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -232,7 +239,9 @@ async fn handle(state: AppState, request_id: String, request: &mut Request, next
             None,
         );
         insert_security_headers(response.headers_mut());
-        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
         return response;
     }
     if ambiguous_framing(request.headers()) {
@@ -244,7 +253,9 @@ async fn handle(state: AppState, request_id: String, request: &mut Request, next
             None,
         );
         insert_security_headers(response.headers_mut());
-        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
         return response;
     }
 
@@ -383,9 +394,24 @@ async fn record_access(
 /// unknown keys, and rotated keys still used inside their grace period.
 async fn record_key_events(state: &AppState, context: &RequestContext, method: &Method, route: &str) {
     let (event_type, status, severity, description) = match &context.authentication {
-        Some(Err(AuthError::ApiKeyRevoked)) => ("revoked_api_key_used", Status::Denied, Severity::High, "a revoked API key was used"),
-        Some(Err(AuthError::ApiKeyExpired)) => ("expired_api_key_used", Status::Denied, Severity::Medium, "an expired API key was used"),
-        Some(Err(AuthError::InvalidApiKey)) => ("invalid_api_key_used", Status::Denied, Severity::Low, "an invalid API key was presented"),
+        Some(Err(AuthError::ApiKeyRevoked)) => (
+            "revoked_api_key_used",
+            Status::Denied,
+            Severity::High,
+            "a revoked API key was used",
+        ),
+        Some(Err(AuthError::ApiKeyExpired)) => (
+            "expired_api_key_used",
+            Status::Denied,
+            Severity::Medium,
+            "an expired API key was used",
+        ),
+        Some(Err(AuthError::InvalidApiKey)) => (
+            "invalid_api_key_used",
+            Status::Denied,
+            Severity::Low,
+            "an invalid API key was presented",
+        ),
         Some(Ok(principal)) if principal.api_key_in_grace_period => (
             "rotated_api_key_used",
             Status::Success,
@@ -395,9 +421,18 @@ async fn record_key_events(state: &AppState, context: &RequestContext, method: &
         _ => return,
     };
     let principal = context.principal();
-    let mut event = AuditEvent::new(state.clock.now(), event_type, &format!("{method} {route}"), status, severity)
-        .user(principal.map(|p| p.user_id.to_string()), context.presented_api_key_id.clone())
-        .description(description);
+    let mut event = AuditEvent::new(
+        state.clock.now(),
+        event_type,
+        &format!("{method} {route}"),
+        status,
+        severity,
+    )
+    .user(
+        principal.map(|p| p.user_id.to_string()),
+        context.presented_api_key_id.clone(),
+    )
+    .description(description);
     event.client_ip = Some(context.client_ip.to_string());
     event.method = Some(method.to_string());
     event.request_id = Some(context.request_id.clone());

@@ -11,7 +11,9 @@ use serde_json::{json, Value};
 use super::context::SharedContext;
 use super::error::{ApiError, ApiResult};
 use super::extract::{Authenticated, Context, JsonBody};
-use crate::app::roles::{check_role_unused, effective_permissions, insert_role, validate_role, RoleDefinition, RoleError};
+use crate::app::roles::{
+    check_role_unused, effective_permissions, insert_role, validate_role, RoleDefinition, RoleError,
+};
 use crate::app::AppState;
 use crate::audit::{AuditEvent, Severity, Status};
 use crate::auth::Principal;
@@ -20,7 +22,10 @@ use crate::rbac::Role;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/admin/roles", get(list_roles).post(create_role))
-        .route("/api/v1/admin/roles/{name}", get(get_role).put(replace_role).delete(delete_role))
+        .route(
+            "/api/v1/admin/roles/{name}",
+            get(get_role).put(replace_role).delete(delete_role),
+        )
 }
 
 impl From<RoleError> for ApiError {
@@ -30,7 +35,9 @@ impl From<RoleError> for ApiError {
             RoleError::Forbidden(message) => ApiError::Forbidden(message),
             RoleError::NotFound => ApiError::NotFound("role not found".into()),
             RoleError::Exists => ApiError::Conflict("role_exists", error.to_string()),
-            RoleError::InUse(message) => ApiError::Conflict("role_in_use", format!("the role is still in use: {message}")),
+            RoleError::InUse(message) => {
+                ApiError::Conflict("role_in_use", format!("the role is still in use: {message}"))
+            }
             RoleError::Storage(storage) => storage.into(),
         }
     }
@@ -60,13 +67,29 @@ struct RoleRequest {
     inherits: Vec<String>,
 }
 
-async fn audit_role_change(state: &AppState, context: &SharedContext, principal: &Principal, event_type: &str, description: String) -> ApiResult<()> {
-    let mut event = AuditEvent::new(state.clock.now(), event_type, event_type, Status::Success, Severity::Medium)
-        .user(Some(principal.user_id.to_string()), principal.api_key_id.clone())
-        .description(description);
+async fn audit_role_change(
+    state: &AppState,
+    context: &SharedContext,
+    principal: &Principal,
+    event_type: &str,
+    description: String,
+) -> ApiResult<()> {
+    let mut event = AuditEvent::new(
+        state.clock.now(),
+        event_type,
+        event_type,
+        Status::Success,
+        Severity::Medium,
+    )
+    .user(Some(principal.user_id.to_string()), principal.api_key_id.clone())
+    .description(description);
     event.client_ip = Some(context.client_ip.to_string());
     event.request_id = Some(context.request_id.clone());
-    state.audit.record_durable(event).await.map_err(|_| ApiError::AuditUnavailable)
+    state
+        .audit
+        .record_durable(event)
+        .await
+        .map_err(|_| ApiError::AuditUnavailable)
 }
 
 async fn list_roles(State(state): State<AppState>, caller: Authenticated) -> ApiResult<Json<Value>> {
@@ -74,21 +97,38 @@ async fn list_roles(State(state): State<AppState>, caller: Authenticated) -> Api
     let roles = state.auth.roles();
     let mut names: Vec<&String> = roles.keys().collect();
     names.sort();
-    let items: Vec<Value> = names.iter().filter_map(|name| roles.get(*name)).map(|role| role_view(&state, role)).collect();
+    let items: Vec<Value> = names
+        .iter()
+        .filter_map(|name| roles.get(*name))
+        .map(|role| role_view(&state, role))
+        .collect();
     Ok(Json(json!({ "items": items, "next_cursor": null })))
 }
 
-async fn get_role(State(state): State<AppState>, caller: Authenticated, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+async fn get_role(
+    State(state): State<AppState>,
+    caller: Authenticated,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
     caller.require("roles:admin")?;
     let roles = state.auth.roles();
-    let role = roles.get(&name).ok_or_else(|| ApiError::NotFound("role not found".into()))?;
+    let role = roles
+        .get(&name)
+        .ok_or_else(|| ApiError::NotFound("role not found".into()))?;
     Ok(Json(role_view(&state, role)))
 }
 
-async fn create_role(State(state): State<AppState>, caller: Authenticated, Context(context): Context, JsonBody(body): JsonBody<RoleRequest>) -> ApiResult<Response> {
+async fn create_role(
+    State(state): State<AppState>,
+    caller: Authenticated,
+    Context(context): Context,
+    JsonBody(body): JsonBody<RoleRequest>,
+) -> ApiResult<Response> {
     let principal = caller.require("roles:admin")?;
     let roles = state.auth.roles();
-    let name = body.name.ok_or_else(|| ApiError::InvalidParameter("`name` is required".into()))?;
+    let name = body
+        .name
+        .ok_or_else(|| ApiError::InvalidParameter("`name` is required".into()))?;
     if roles.contains_key(&name) {
         return Err(RoleError::Exists.into());
     }
@@ -101,11 +141,24 @@ async fn create_role(State(state): State<AppState>, caller: Authenticated, Conte
     let role = validate_role(definition, &roles, &principal)?;
     insert_role(&state.store, &role, state.clock.now()).await?;
     state.auth.reload_roles().await?;
-    audit_role_change(&state, &context, &principal, "role_created", format!("role {} created with {:?}", role.name, role.permissions)).await?;
+    audit_role_change(
+        &state,
+        &context,
+        &principal,
+        "role_created",
+        format!("role {} created with {:?}", role.name, role.permissions),
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(role_view(&state, &role))).into_response())
 }
 
-async fn replace_role(State(state): State<AppState>, caller: Authenticated, Context(context): Context, Path(name): Path<String>, JsonBody(body): JsonBody<RoleRequest>) -> ApiResult<Json<Value>> {
+async fn replace_role(
+    State(state): State<AppState>,
+    caller: Authenticated,
+    Context(context): Context,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody<RoleRequest>,
+) -> ApiResult<Json<Value>> {
     let principal = caller.require("roles:admin")?;
     if body.name.as_ref().is_some_and(|body_name| *body_name != name) {
         return Err(ApiError::InvalidParameter("a role cannot be renamed".into()));
@@ -129,11 +182,23 @@ async fn replace_role(State(state): State<AppState>, caller: Authenticated, Cont
         return Err(RoleError::NotFound.into());
     }
     state.auth.reload_roles().await?;
-    audit_role_change(&state, &context, &principal, "role_updated", format!("role {} now grants {:?}", role.name, role.permissions)).await?;
+    audit_role_change(
+        &state,
+        &context,
+        &principal,
+        "role_updated",
+        format!("role {} now grants {:?}", role.name, role.permissions),
+    )
+    .await?;
     Ok(Json(role_view(&state, &role)))
 }
 
-async fn delete_role(State(state): State<AppState>, caller: Authenticated, Context(context): Context, Path(name): Path<String>) -> ApiResult<StatusCode> {
+async fn delete_role(
+    State(state): State<AppState>,
+    caller: Authenticated,
+    Context(context): Context,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
     let principal = caller.require("roles:admin")?;
     let roles = state.auth.roles();
     match roles.get(&name) {
@@ -146,6 +211,13 @@ async fn delete_role(State(state): State<AppState>, caller: Authenticated, Conte
     check_role_unused(&state.store, &name, &roles).await?;
     state.store.delete_role(&name).await?;
     state.auth.reload_roles().await?;
-    audit_role_change(&state, &context, &principal, "role_deleted", format!("role {name} deleted")).await?;
+    audit_role_change(
+        &state,
+        &context,
+        &principal,
+        "role_deleted",
+        format!("role {name} deleted"),
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }

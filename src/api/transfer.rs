@@ -94,7 +94,11 @@ async fn import_entries(
                 continue;
             }
             if line.len() - 1 > max_line {
-                session.reject_line(line_number, "line_too_long", format!("the line is longer than {max_line} bytes"));
+                session.reject_line(
+                    line_number,
+                    "line_too_long",
+                    format!("the line is longer than {max_line} bytes"),
+                );
                 continue;
             }
             session.push_line(line_number, &line[..line.len() - 1]).await?;

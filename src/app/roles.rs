@@ -56,24 +56,39 @@ fn valid_role_name(name: &str) -> bool {
 /// # Errors
 /// Invalid names, unknown permissions or inherited roles, a cycle, or
 /// permissions the caller does not hold.
-pub fn validate_role(definition: RoleDefinition, roles: &HashMap<String, Role>, caller: &Principal) -> Result<Role, RoleError> {
+pub fn validate_role(
+    definition: RoleDefinition,
+    roles: &HashMap<String, Role>,
+    caller: &Principal,
+) -> Result<Role, RoleError> {
     if !valid_role_name(&definition.name) {
         return Err(RoleError::Invalid(
             "`name` must be 1 to 64 characters: a lowercase letter, then lowercase letters, digits, '_' or '-'".into(),
         ));
     }
     if roles.get(&definition.name).is_some_and(|role| role.builtin) {
-        return Err(RoleError::Forbidden("built-in roles cannot be changed or deleted".into()));
+        return Err(RoleError::Forbidden(
+            "built-in roles cannot be changed or deleted".into(),
+        ));
     }
-    if definition.description.as_ref().is_some_and(|d| d.chars().count() > 1024 || d.contains('\0')) {
-        return Err(RoleError::Invalid("`description` must be at most 1024 characters without NUL".into()));
+    if definition
+        .description
+        .as_ref()
+        .is_some_and(|d| d.chars().count() > 1024 || d.contains('\0'))
+    {
+        return Err(RoleError::Invalid(
+            "`description` must be at most 1024 characters without NUL".into(),
+        ));
     }
     let mut permissions = Vec::with_capacity(definition.permissions.len());
     for name in &definition.permissions {
         permissions.push(Permission::parse(name).map_err(|error| RoleError::Invalid(error.to_string()))?);
     }
     if let Some(unknown) = definition.inherits.iter().find(|name| !roles.contains_key(*name)) {
-        return Err(RoleError::Invalid(format!("inherits an unknown role `{}`", unknown.chars().take(64).collect::<String>())));
+        return Err(RoleError::Invalid(format!(
+            "inherits an unknown role `{}`",
+            unknown.chars().take(64).collect::<String>()
+        )));
     }
     let role = Role {
         name: definition.name,
@@ -83,7 +98,9 @@ pub fn validate_role(definition: RoleDefinition, roles: &HashMap<String, Role>, 
         builtin: false,
     };
     if let Some(on_cycle) = find_cycle(&role, roles) {
-        return Err(RoleError::Invalid(format!("inheritance would form a cycle through `{on_cycle}`")));
+        return Err(RoleError::Invalid(format!(
+            "inheritance would form a cycle through `{on_cycle}`"
+        )));
     }
 
     // The role's effective permissions, inherited ones included, must all be
@@ -92,7 +109,9 @@ pub fn validate_role(definition: RoleDefinition, roles: &HashMap<String, Role>, 
     with_candidate.insert(role.name.clone(), role.clone());
     let effective = resolve_permissions(std::slice::from_ref(&role.name), &with_candidate);
     if !caller.permissions.covers(&effective) {
-        return Err(RoleError::Forbidden("nobody can grant a permission they do not hold".into()));
+        return Err(RoleError::Forbidden(
+            "nobody can grant a permission they do not hold".into(),
+        ));
     }
     Ok(role)
 }
@@ -101,8 +120,15 @@ pub fn validate_role(definition: RoleDefinition, roles: &HashMap<String, Role>, 
 ///
 /// # Errors
 /// [`RoleError::InUse`] naming a user or role that refers to it.
-pub async fn check_role_unused(store: &SharedStore, name: &str, roles: &HashMap<String, Role>) -> Result<(), RoleError> {
-    if let Some(heir) = roles.values().find(|role| role.inherits.iter().any(|inherited| inherited == name)) {
+pub async fn check_role_unused(
+    store: &SharedStore,
+    name: &str,
+    roles: &HashMap<String, Role>,
+) -> Result<(), RoleError> {
+    if let Some(heir) = roles
+        .values()
+        .find(|role| role.inherits.iter().any(|inherited| inherited == name))
+    {
         return Err(RoleError::InUse(format!("role `{}` inherits it", heir.name)));
     }
     let mut cursor: Option<UserCursor> = None;

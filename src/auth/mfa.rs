@@ -28,7 +28,11 @@ pub fn encode_secret(secret: &[u8]) -> String {
 
 /// The `otpauth://` URI that authenticator apps import (usually as a QR code).
 pub fn otpauth_uri(secret: &[u8], issuer: &str, account: &str) -> String {
-    let encode = |text: &str| form_urlencoded::byte_serialize(text.as_bytes()).collect::<String>().replace('+', "%20");
+    let encode = |text: &str| {
+        form_urlencoded::byte_serialize(text.as_bytes())
+            .collect::<String>()
+            .replace('+', "%20")
+    };
     format!(
         "otpauth://totp/{}:{}?secret={}&issuer={}&algorithm=SHA1&digits={DIGITS}&period={STEP_SECONDS}",
         encode(issuer),
@@ -70,7 +74,12 @@ pub fn new_recovery_codes() -> Vec<String> {
 
 /// The stored form of a recovery code: a keyed hash, hex.
 pub fn hash_recovery_code(pepper: &[u8; 32], code: &str) -> String {
-    let normalized: String = code.trim().to_lowercase().chars().filter(|c| *c != '-' && *c != ' ').collect();
+    let normalized: String = code
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| *c != '-' && *c != ' ')
+        .collect();
     hex::encode(hmac_sha256(pepper, normalized.as_bytes()))
 }
 
@@ -116,14 +125,20 @@ mod tests {
     #[test]
     fn recovery_code_hash_ignores_format() {
         let pepper = [3u8; 32];
-        assert_eq!(hash_recovery_code(&pepper, "abcde-fghij"), hash_recovery_code(&pepper, " ABCDEFGHIJ "));
+        assert_eq!(
+            hash_recovery_code(&pepper, "abcde-fghij"),
+            hash_recovery_code(&pepper, " ABCDEFGHIJ ")
+        );
         assert_eq!(new_recovery_codes().len(), RECOVERY_CODES);
     }
 
     #[test]
     fn otpauth_uri_names_parameters() {
         let uri = otpauth_uri(&[1u8; 20], "hyper-registry", "alice@example.com");
-        assert!(uri.starts_with("otpauth://totp/hyper-registry:alice%40example.com?secret="), "{uri}");
+        assert!(
+            uri.starts_with("otpauth://totp/hyper-registry:alice%40example.com?secret="),
+            "{uri}"
+        );
         assert!(uri.contains("&digits=6&period=30"), "{uri}");
     }
 }

@@ -312,7 +312,12 @@ impl Authenticator {
                     AuthError::InvalidToken
                 }
             })?;
-        if self.revoked_tokens.read().map(|set| set.contains(&claims.jti)).unwrap_or(true) {
+        if self
+            .revoked_tokens
+            .read()
+            .map(|set| set.contains(&claims.jti))
+            .unwrap_or(true)
+        {
             return Err(AuthError::InvalidToken);
         }
         let user_id = Uuid::parse_str(&claims.sub).map_err(|_| AuthError::InvalidToken)?;

@@ -64,7 +64,13 @@ impl Authenticator {
 
     /// Issues the next token pair of `family_id` (generation `generation`),
     /// valid from `now`.
-    async fn issue_pair(&self, user_id: Uuid, family_id: &str, generation: i64, now: DateTime<Utc>) -> Result<TokenPair, AuthError> {
+    async fn issue_pair(
+        &self,
+        user_id: Uuid,
+        family_id: &str,
+        generation: i64,
+        now: DateTime<Utc>,
+    ) -> Result<TokenPair, AuthError> {
         let refresh_token = random_token(48);
         let record = RefreshTokenRecord {
             token_hash: hash_refresh_token(&refresh_token),
@@ -96,13 +102,23 @@ impl Authenticator {
     /// which lies up to one second ahead after a disable or password change,
     /// so that a session started in that second is not born revoked.
     pub(super) async fn start_session(&self, user: &User, now: DateTime<Utc>) -> Result<TokenPair, AuthError> {
-        self.issue_pair(user.id, &Uuid::new_v4().to_string(), 1, now.max(user.tokens_valid_after)).await
+        self.issue_pair(
+            user.id,
+            &Uuid::new_v4().to_string(),
+            1,
+            now.max(user.tokens_valid_after),
+        )
+        .await
     }
 
     /// Exchanges a refresh token for a new pair, spending it.
     pub async fn refresh(&self, presented: &str) -> RefreshOutcome {
         let now = self.clock.now();
-        let outcome = |result, user_id, family_id| RefreshOutcome { result, user_id, family_id };
+        let outcome = |result, user_id, family_id| RefreshOutcome {
+            result,
+            user_id,
+            family_id,
+        };
         if presented.is_empty() || presented.len() > 256 {
             return outcome(Err(AuthError::InvalidToken), None, None);
         }
@@ -144,7 +160,9 @@ impl Authenticator {
             return outcome(Err(AuthError::InvalidToken), user_id, family);
         }
         let issued_at = now.max(user.tokens_valid_after);
-        let result = self.issue_pair(user.id, &record.family_id, record.generation + 1, issued_at).await;
+        let result = self
+            .issue_pair(user.id, &record.family_id, record.generation + 1, issued_at)
+            .await;
         outcome(result, user_id, family)
     }
 
@@ -157,7 +175,9 @@ impl Authenticator {
             return Ok(());
         };
         let now = self.clock.now();
-        self.store.insert_revoked_token(&session.jti, session.expires_at).await?;
+        self.store
+            .insert_revoked_token(&session.jti, session.expires_at)
+            .await?;
         if let Ok(mut revoked) = self.revoked_tokens.write() {
             revoked.insert(session.jti.clone());
         }
@@ -172,7 +192,12 @@ impl Authenticator {
     ///
     /// # Errors
     /// [`MfaError::WrongPassword`] or a policy violation.
-    pub async fn change_password(&self, principal: &Principal, current: &str, new: &str) -> Result<TokenPair, MfaError> {
+    pub async fn change_password(
+        &self,
+        principal: &Principal,
+        current: &str,
+        new: &str,
+    ) -> Result<TokenPair, MfaError> {
         let mut user = self.load_user(principal.user_id).await?;
         self.require_password(&user, current).await?;
         check_policy(new)?;
@@ -196,7 +221,9 @@ impl Authenticator {
     }
 
     async fn require_password(&self, user: &User, password: &str) -> Result<(), MfaError> {
-        if exceeds_maximum(password) || !verify_password_async(password.to_string(), Some(user.password_hash.clone())).await {
+        if exceeds_maximum(password)
+            || !verify_password_async(password.to_string(), Some(user.password_hash.clone())).await
+        {
             return Err(MfaError::WrongPassword);
         }
         Ok(())
@@ -204,20 +231,30 @@ impl Authenticator {
 
     /// Checks the second factor of a login for a user with MFA enabled,
     /// consuming the TOTP step or recovery code it used.
-    pub(super) async fn check_second_factor(&self, user: &User, factor: SecondFactor<'_>, now: DateTime<Utc>) -> Result<(), AuthError> {
+    pub(super) async fn check_second_factor(
+        &self,
+        user: &User,
+        factor: SecondFactor<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<(), AuthError> {
         let Some(mut record) = self.store.find_mfa(user.id).await? else {
             return Err(AuthError::InvalidMfaCode);
         };
         if let Some(code) = factor.totp_code {
             let secret = self.decrypt_totp(user.id, record.secret.as_deref())?;
-            let step = verify_code(&secret, code, now.timestamp(), record.last_step).ok_or(AuthError::InvalidMfaCode)?;
+            let step =
+                verify_code(&secret, code, now.timestamp(), record.last_step).ok_or(AuthError::InvalidMfaCode)?;
             record.last_step = step;
             self.store.save_mfa(&record).await?;
             return Ok(());
         }
         if let Some(code) = factor.recovery_code {
             let before = record.recovery_codes.len();
-            let hashes: Vec<String> = self.peppers.iter().map(|pepper| hash_recovery_code(pepper, code)).collect();
+            let hashes: Vec<String> = self
+                .peppers
+                .iter()
+                .map(|pepper| hash_recovery_code(pepper, code))
+                .collect();
             record.recovery_codes.retain(|stored| !hashes.contains(stored));
             if record.recovery_codes.len() == before {
                 return Err(AuthError::InvalidMfaCode);

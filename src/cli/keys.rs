@@ -68,8 +68,14 @@ pub(super) struct RevokeArgs {
 }
 
 async fn audit(state: &AppState, event_type: &str, description: String) -> anyhow::Result<()> {
-    let event = AuditEvent::new(state.clock.now(), event_type, event_type, Status::Success, Severity::Medium)
-        .description(format!("{description} (command line)"));
+    let event = AuditEvent::new(
+        state.clock.now(),
+        event_type,
+        event_type,
+        Status::Success,
+        Severity::Medium,
+    )
+    .description(format!("{description} (command line)"));
     state
         .audit
         .record_durable(event)
@@ -110,14 +116,30 @@ async fn execute(command: KeysCommand, state: &AppState) -> anyhow::Result<ExitC
                 max_days: state.config.api_key_max_expire_days,
             };
             let created = create_key(&state.auth, &owner, request, limits, &pepper(state)?, now).await?;
-            audit(state, "api_key_created", format!("API key {} created for user {}", created.record.id, owner.id)).await?;
-            eprintln!("created key {} expiring {}; it is shown only this once:", created.record.id, created.record.expires_at.to_rfc3339());
+            audit(
+                state,
+                "api_key_created",
+                format!("API key {} created for user {}", created.record.id, owner.id),
+            )
+            .await?;
+            eprintln!(
+                "created key {} expiring {}; it is shown only this once:",
+                created.record.id,
+                created.record.expires_at.to_rfc3339()
+            );
             println!("{}", created.key);
         }
         KeysCommand::List(args) => {
             let user_id = match args.user {
                 None => None,
-                Some(name) => Some(state.store.find_user_by_username(&name).await?.with_context(|| format!("no user `{name}`"))?.id),
+                Some(name) => Some(
+                    state
+                        .store
+                        .find_user_by_username(&name)
+                        .await?
+                        .with_context(|| format!("no user `{name}`"))?
+                        .id,
+                ),
             };
             for key in state.store.list_api_keys(user_id).await? {
                 let line = json!({
@@ -136,8 +158,19 @@ async fn execute(command: KeysCommand, state: &AppState) -> anyhow::Result<ExitC
         KeysCommand::Rotate(args) => {
             let old = find_manageable_key(&state.auth, &args.id, uuid::Uuid::nil(), true).await?;
             let created = rotate_key(&state.auth, &old, args.grace_period_hours, &pepper(state)?, now).await?;
-            audit(state, "api_key_rotated", format!("API key {} rotated to {} with {} h grace", old.id, created.record.id, args.grace_period_hours)).await?;
-            eprintln!("key {} replaced by {}; the new key is shown only this once:", old.id, created.record.id);
+            audit(
+                state,
+                "api_key_rotated",
+                format!(
+                    "API key {} rotated to {} with {} h grace",
+                    old.id, created.record.id, args.grace_period_hours
+                ),
+            )
+            .await?;
+            eprintln!(
+                "key {} replaced by {}; the new key is shown only this once:",
+                old.id, created.record.id
+            );
             println!("{}", created.key);
         }
         KeysCommand::Revoke(args) => {

@@ -244,7 +244,13 @@ impl Config {
             log_format,
             mfa_required_roles: vars
                 .get("MFA_REQUIRED_ROLES")
-                .map(|raw| raw.split(',').map(str::trim).filter(|r| !r.is_empty()).map(str::to_string).collect())
+                .map(|raw| {
+                    raw.split(',')
+                        .map(str::trim)
+                        .filter(|r| !r.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                })
                 .unwrap_or_default(),
             admin_username: vars.get("ADMIN_USERNAME").unwrap_or_else(|| "admin".into()),
             admin_password,

@@ -94,7 +94,12 @@ pub trait Store: Send + Sync + 'static {
     async fn spend_refresh_token(&self, token_hash: &[u8], at: chrono::DateTime<chrono::Utc>) -> StorageResult<bool>;
     async fn revoke_refresh_family(&self, family_id: &str, at: chrono::DateTime<chrono::Utc>) -> StorageResult<()>;
     /// Revokes every refresh token of a user except those of `keep_family`.
-    async fn revoke_user_refresh_tokens(&self, user_id: Uuid, keep_family: Option<&str>, at: chrono::DateTime<chrono::Utc>) -> StorageResult<()>;
+    async fn revoke_user_refresh_tokens(
+        &self,
+        user_id: Uuid,
+        keep_family: Option<&str>,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> StorageResult<()>;
     /// Records a revoked access token until its expiry.
     async fn insert_revoked_token(&self, jti: &str, expires_at: chrono::DateTime<chrono::Utc>) -> StorageResult<()>;
     /// Revoked access tokens that have not expired by `now`.

@@ -386,15 +386,17 @@ impl Store for SqliteStore {
 
     async fn update_role(&self, role: &Role, now: DateTime<Utc>) -> StorageResult<bool> {
         let permissions: Vec<&str> = role.permissions.iter().map(Permission::as_str).collect();
-        let result = sqlx::query("UPDATE roles SET description = ?, permissions = ?, inherits = ?, updated_at = ? WHERE name = ?")
-            .bind(&role.description)
-            .bind(to_json(&permissions))
-            .bind(to_json(&role.inherits))
-            .bind(encode(now))
-            .bind(&role.name)
-            .execute(&self.pool)
-            .await
-            .map_err(classify)?;
+        let result = sqlx::query(
+            "UPDATE roles SET description = ?, permissions = ?, inherits = ?, updated_at = ? WHERE name = ?",
+        )
+        .bind(&role.description)
+        .bind(to_json(&permissions))
+        .bind(to_json(&role.inherits))
+        .bind(encode(now))
+        .bind(&role.name)
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
         Ok(result.rows_affected() > 0)
     }
 
@@ -611,7 +613,12 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn revoke_user_refresh_tokens(&self, user_id: Uuid, keep_family: Option<&str>, at: DateTime<Utc>) -> StorageResult<()> {
+    async fn revoke_user_refresh_tokens(
+        &self,
+        user_id: Uuid,
+        keep_family: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> StorageResult<()> {
         sqlx::query(
             "UPDATE refresh_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL \
              AND family_id IS NOT ?",

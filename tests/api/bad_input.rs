@@ -10,11 +10,17 @@ use crate::helpers::{list_all_entries, problem_code, TestApp};
 const ENTRIES: &str = "/api/v1/registry/entries";
 
 fn header_text(response: &Response, name: &str) -> Option<String> {
-    response.headers().get(name).and_then(|value| value.to_str().ok()).map(str::to_string)
+    response
+        .headers()
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_string)
 }
 
 fn post_raw(app: &TestApp, token: &str, content_type: &str, body: impl Into<reqwest::Body>) -> RequestBuilder {
-    app.request(Method::POST, ENTRIES, Some(token)).header(header::CONTENT_TYPE, content_type).body(body)
+    app.request(Method::POST, ENTRIES, Some(token))
+        .header(header::CONTENT_TYPE, content_type)
+        .body(body)
 }
 
 /// `{"level": {"level": … {"leaf": true}}}` with `depth` objects in total.
@@ -50,7 +56,10 @@ async fn create_malformed_json_gets_400() {
     ];
 
     for body in bodies {
-        let response = post_raw(&app, &token, "application/json", body).send().await.expect("request sent");
+        let response = post_raw(&app, &token, "application/json", body)
+            .send()
+            .await
+            .expect("request sent");
         let status = response.status();
         let code = problem_code(response).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "body {body:?} status");
@@ -113,16 +122,28 @@ async fn body_under_limit_accepted() {
     let app = TestApp::spawn_with(&[("MAX_BODY_BYTES", "2048")]).await;
     let (_, token) = app.create_user("alice", &["user"]).await;
 
-    let response = app.post_json(ENTRIES, &token, &json!({"name": "small", "category": "service", "description": "x".repeat(1500)})).await;
+    let response = app
+        .post_json(
+            ENTRIES,
+            &token,
+            &json!({"name": "small", "category": "service", "description": "x".repeat(1500)}),
+        )
+        .await;
 
-    assert_eq!(response.status(), StatusCode::CREATED, "a body under the limit is accepted");
+    assert_eq!(
+        response.status(),
+        StatusCode::CREATED,
+        "a body under the limit is accepted"
+    );
 }
 
 #[tokio::test]
 async fn patch_body_over_limit_gets_413() {
     let app = TestApp::spawn_with(&[("MAX_BODY_BYTES", "2048")]).await;
     let (_, token) = app.create_user("alice", &["user"]).await;
-    let created = app.create_entry(&token, &json!({"name": "small", "category": "service"})).await;
+    let created = app
+        .create_entry(&token, &json!({"name": "small", "category": "service"}))
+        .await;
     let path = format!("{ENTRIES}/{}", created["id"].as_str().unwrap());
 
     let response = app
@@ -177,12 +198,21 @@ async fn create_json_with_charset_accepted() {
     let app = TestApp::spawn().await;
     let (_, token) = app.create_user("alice", &["user"]).await;
 
-    let response = post_raw(&app, &token, "Application/JSON; charset=utf-8", json!({"name": "typed", "category": "service"}).to_string())
-        .send()
-        .await
-        .expect("request sent");
+    let response = post_raw(
+        &app,
+        &token,
+        "Application/JSON; charset=utf-8",
+        json!({"name": "typed", "category": "service"}).to_string(),
+    )
+    .send()
+    .await
+    .expect("request sent");
 
-    assert_eq!(response.status(), StatusCode::CREATED, "media type parameters and case are accepted");
+    assert_eq!(
+        response.status(),
+        StatusCode::CREATED,
+        "media type parameters and case are accepted"
+    );
 }
 
 #[tokio::test]
@@ -196,7 +226,10 @@ async fn create_invalid_utf8_gets_4xx() {
     ];
 
     for body in bodies {
-        let response = post_raw(&app, &token, "application/json", body.to_vec()).send().await.expect("request sent");
+        let response = post_raw(&app, &token, "application/json", body.to_vec())
+            .send()
+            .await
+            .expect("request sent");
         let status = response.status();
         let code = problem_code(response).await;
         assert!(status.is_client_error(), "body {body:?} gave {status}");
@@ -238,16 +271,25 @@ async fn create_nul_bytes_get_422() {
 async fn deeply_nested_body_gets_4xx_and_server_survives() {
     let app = TestApp::spawn().await;
     let (_, token) = app.create_user("alice", &["user"]).await;
-    let created = app.create_entry(&token, &json!({"name": "target", "category": "service"})).await;
+    let created = app
+        .create_entry(&token, &json!({"name": "target", "category": "service"}))
+        .await;
     let path = format!("{ENTRIES}/{}", created["id"].as_str().unwrap());
     let bodies = [
         "[".repeat(200_000),
         "{\"a\":".repeat(200_000),
-        format!("{{\"name\": \"x\", \"category\": \"service\", \"metadata\": {}}}", "{\"a\":".repeat(100_000)),
+        format!(
+            "{{\"name\": \"x\", \"category\": \"service\", \"metadata\": {}}}",
+            "{\"a\":".repeat(100_000)
+        ),
     ];
 
     for body in &bodies {
-        for (method, target) in [(Method::POST, ENTRIES), (Method::PUT, path.as_str()), (Method::PATCH, path.as_str())] {
+        for (method, target) in [
+            (Method::POST, ENTRIES),
+            (Method::PUT, path.as_str()),
+            (Method::PATCH, path.as_str()),
+        ] {
             let response = app
                 .request(method.clone(), target, Some(&token))
                 .header(header::CONTENT_TYPE, "application/json")
@@ -257,7 +299,11 @@ async fn deeply_nested_body_gets_4xx_and_server_survives() {
                 .expect("request sent");
             let status = response.status();
             let code = problem_code(response).await;
-            assert!(status.is_client_error(), "{method} nested body of {} bytes gave {status}", body.len());
+            assert!(
+                status.is_client_error(),
+                "{method} nested body of {} bytes gave {status}",
+                body.len()
+            );
             assert!(!code.is_empty(), "{method} problem code");
         }
     }
@@ -282,16 +328,31 @@ async fn sql_payload_stored_verbatim() {
     });
 
     let created = app.create_entry(&token, &body).await;
-    let response = app.get(&format!("{ENTRIES}/{}", created["id"].as_str().unwrap()), &token).await;
+    let response = app
+        .get(&format!("{ENTRIES}/{}", created["id"].as_str().unwrap()), &token)
+        .await;
 
     assert_eq!(response.status(), StatusCode::OK, "get status");
-    assert_eq!(header_text(&response, "content-type").as_deref(), Some("application/json"), "content type");
+    assert_eq!(
+        header_text(&response, "content-type").as_deref(),
+        Some("application/json"),
+        "content type"
+    );
     let stored: Value = response.json().await.expect("entry body");
     for field in ["title", "description", "tags", "metadata"] {
         assert_eq!(stored[field], body[field], "{field} stored verbatim");
     }
-    let tagged: Value = app.get(&format!("{ENTRIES}?tag=%27%20OR%201%3D1%20--"), &token).await.json().await.expect("list body");
-    assert_eq!(tagged["items"].as_array().map(Vec::len), Some(1), "the tag is an ordinary value");
+    let tagged: Value = app
+        .get(&format!("{ENTRIES}?tag=%27%20OR%201%3D1%20--"), &token)
+        .await
+        .json()
+        .await
+        .expect("list body");
+    assert_eq!(
+        tagged["items"].as_array().map(Vec::len),
+        Some(1),
+        "the tag is an ordinary value"
+    );
     assert_eq!(list_all_entries(&app, &token).await.len(), 1, "entries table intact");
 }
 
@@ -309,10 +370,20 @@ async fn script_payload_returned_as_json() {
     });
 
     let created = app.create_entry(&token, &body).await;
-    let response = app.get(&format!("{ENTRIES}/{}", created["id"].as_str().unwrap()), &token).await;
+    let response = app
+        .get(&format!("{ENTRIES}/{}", created["id"].as_str().unwrap()), &token)
+        .await;
 
-    assert_eq!(header_text(&response, "content-type").as_deref(), Some("application/json"), "never served as HTML");
-    assert_eq!(header_text(&response, "x-content-type-options").as_deref(), Some("nosniff"), "no type sniffing");
+    assert_eq!(
+        header_text(&response, "content-type").as_deref(),
+        Some("application/json"),
+        "never served as HTML"
+    );
+    assert_eq!(
+        header_text(&response, "x-content-type-options").as_deref(),
+        Some("nosniff"),
+        "no type sniffing"
+    );
     let stored: Value = response.json().await.expect("entry body");
     for field in ["title", "description", "metadata"] {
         assert_eq!(stored[field], body[field], "{field} stored verbatim");
@@ -325,11 +396,22 @@ async fn metadata_20_levels_stored_and_exported() {
     let (_, token) = app.create_user("alice", &["user"]).await;
     let metadata = nested_object(20);
 
-    let response = app.post_json(ENTRIES, &token, &json!({"name": "deep", "category": "service", "metadata": metadata})).await;
+    let response = app
+        .post_json(
+            ENTRIES,
+            &token,
+            &json!({"name": "deep", "category": "service", "metadata": metadata}),
+        )
+        .await;
 
     assert_eq!(response.status(), StatusCode::CREATED, "20 levels accepted");
     let created: Value = response.json().await.expect("entry body");
-    let stored: Value = app.get(&format!("{ENTRIES}/{}", created["id"].as_str().unwrap()), &token).await.json().await.expect("entry body");
+    let stored: Value = app
+        .get(&format!("{ENTRIES}/{}", created["id"].as_str().unwrap()), &token)
+        .await
+        .json()
+        .await
+        .expect("entry body");
     assert_eq!(stored["metadata"], metadata, "metadata stored intact");
     let export = app.get("/api/v1/registry/export", &token).await;
     assert_eq!(export.status(), StatusCode::OK, "export status");
@@ -350,7 +432,10 @@ async fn metadata_40_levels_rejected() {
         let status = response.status();
         let problem: Value = response.json().await.expect("problem body");
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{field} of 40 levels status");
-        let fields: Vec<&str> = problem["errors"].as_array().map(|errors| errors.iter().filter_map(|error| error["field"].as_str()).collect()).unwrap_or_default();
+        let fields: Vec<&str> = problem["errors"]
+            .as_array()
+            .map(|errors| errors.iter().filter_map(|error| error["field"].as_str()).collect())
+            .unwrap_or_default();
         assert!(fields.contains(&field), "{field} listed in errors: {problem}");
     }
 
@@ -362,10 +447,20 @@ async fn every_response_has_request_id() {
     let app = TestApp::spawn().await;
     let (_, token) = app.create_user("alice", &["user"]).await;
     let responses = [
-        ("health", app.client.get(app.url("/health")).send().await.expect("request sent")),
+        (
+            "health",
+            app.client.get(app.url("/health")).send().await.expect("request sent"),
+        ),
         ("list", app.get(ENTRIES, &token).await),
-        ("create", app.post_json(ENTRIES, &token, &json!({"name": "x", "category": "service"})).await),
-        ("unauthenticated", app.client.get(app.url(ENTRIES)).send().await.expect("request sent")),
+        (
+            "create",
+            app.post_json(ENTRIES, &token, &json!({"name": "x", "category": "service"}))
+                .await,
+        ),
+        (
+            "unauthenticated",
+            app.client.get(app.url(ENTRIES)).send().await.expect("request sent"),
+        ),
         ("not found", app.get("/api/v1/nowhere", &token).await),
         ("invalid", app.post_json(ENTRIES, &token, &json!({"name": 1})).await),
     ];
@@ -381,11 +476,33 @@ async fn well_formed_request_id_echoed() {
     let app = TestApp::spawn().await;
     let (_, token) = app.create_user("alice", &["user"]).await;
 
-    for id in ["trace-0123456789abcdef", "a.b_c-d", "550e8400-e29b-41d4-a716-446655440000"] {
-        let ok = app.request(Method::GET, ENTRIES, Some(&token)).header("x-request-id", id).send().await.expect("request sent");
-        let error = app.request(Method::GET, "/api/v1/nowhere", Some(&token)).header("x-request-id", id).send().await.expect("request sent");
-        assert_eq!(header_text(&ok, "x-request-id").as_deref(), Some(id), "success echoes {id}");
-        assert_eq!(header_text(&error, "x-request-id").as_deref(), Some(id), "error echoes {id}");
+    for id in [
+        "trace-0123456789abcdef",
+        "a.b_c-d",
+        "550e8400-e29b-41d4-a716-446655440000",
+    ] {
+        let ok = app
+            .request(Method::GET, ENTRIES, Some(&token))
+            .header("x-request-id", id)
+            .send()
+            .await
+            .expect("request sent");
+        let error = app
+            .request(Method::GET, "/api/v1/nowhere", Some(&token))
+            .header("x-request-id", id)
+            .send()
+            .await
+            .expect("request sent");
+        assert_eq!(
+            header_text(&ok, "x-request-id").as_deref(),
+            Some(id),
+            "success echoes {id}"
+        );
+        assert_eq!(
+            header_text(&error, "x-request-id").as_deref(),
+            Some(id),
+            "error echoes {id}"
+        );
         let problem: Value = error.json().await.expect("problem body");
         assert_eq!(problem["request_id"], id, "problem body carries {id}");
     }
@@ -396,12 +513,22 @@ async fn malformed_request_id_replaced() {
     let app = TestApp::spawn().await;
     let (_, token) = app.create_user("alice", &["user"]).await;
     let long = "a".repeat(300);
-    let ids = ["has spaces in it", long.as_str(), "<script>alert(1)</script>", "line\tbreak", "id\"quoted\"", "ünïcode"];
+    let ids = [
+        "has spaces in it",
+        long.as_str(),
+        "<script>alert(1)</script>",
+        "line\tbreak",
+        "id\"quoted\"",
+        "ünïcode",
+    ];
 
     for id in ids {
         let response = app
             .request(Method::GET, ENTRIES, Some(&token))
-            .header("x-request-id", header::HeaderValue::from_bytes(id.as_bytes()).expect("header value"))
+            .header(
+                "x-request-id",
+                header::HeaderValue::from_bytes(id.as_bytes()).expect("header value"),
+            )
             .send()
             .await
             .expect("request sent");
@@ -417,22 +544,51 @@ async fn security_headers_on_success_and_error() {
     let app = TestApp::spawn().await;
     let (_, token) = app.create_user("alice", &["user"]).await;
     let responses = [
-        ("health", app.client.get(app.url("/health")).send().await.expect("request sent")),
+        (
+            "health",
+            app.client.get(app.url("/health")).send().await.expect("request sent"),
+        ),
         ("list", app.get(ENTRIES, &token).await),
-        ("create", app.post_json(ENTRIES, &token, &json!({"name": "x", "category": "service"})).await),
-        ("unauthenticated", app.client.get(app.url(ENTRIES)).send().await.expect("request sent")),
+        (
+            "create",
+            app.post_json(ENTRIES, &token, &json!({"name": "x", "category": "service"}))
+                .await,
+        ),
+        (
+            "unauthenticated",
+            app.client.get(app.url(ENTRIES)).send().await.expect("request sent"),
+        ),
         ("unknown route", app.get("/api/v1/nowhere", &token).await),
-        ("wrong method", app.request(Method::DELETE, ENTRIES, Some(&token)).send().await.expect("request sent")),
+        (
+            "wrong method",
+            app.request(Method::DELETE, ENTRIES, Some(&token))
+                .send()
+                .await
+                .expect("request sent"),
+        ),
         ("invalid", app.post_json(ENTRIES, &token, &json!({"name": 1})).await),
-        ("media type", post_raw(&app, &token, "text/plain", "x").send().await.expect("request sent")),
+        (
+            "media type",
+            post_raw(&app, &token, "text/plain", "x")
+                .send()
+                .await
+                .expect("request sent"),
+        ),
     ];
 
     for (label, response) in responses {
         let value = |name: &str| header_text(&response, name).unwrap_or_default();
-        assert_eq!(value("x-content-type-options"), "nosniff", "{label}: X-Content-Type-Options");
+        assert_eq!(
+            value("x-content-type-options"),
+            "nosniff",
+            "{label}: X-Content-Type-Options"
+        );
         assert_eq!(value("x-frame-options"), "DENY", "{label}: X-Frame-Options");
         assert_eq!(value("referrer-policy"), "no-referrer", "{label}: Referrer-Policy");
-        assert!(value("content-security-policy").contains("default-src 'none'"), "{label}: Content-Security-Policy");
+        assert!(
+            value("content-security-policy").contains("default-src 'none'"),
+            "{label}: Content-Security-Policy"
+        );
         assert_eq!(value("cache-control"), "no-store", "{label}: Cache-Control");
     }
 }
@@ -441,7 +597,12 @@ async fn security_headers_on_success_and_error() {
 async fn unknown_route_gets_404_problem() {
     let app = TestApp::spawn().await;
 
-    for path in ["/api/v1/nowhere", "/api/v1/registry/entries/a/b", "/api/v2/registry/entries", "/%2e%2e/%2e%2e/etc/passwd"] {
+    for path in [
+        "/api/v1/nowhere",
+        "/api/v1/registry/entries/a/b",
+        "/api/v2/registry/entries",
+        "/%2e%2e/%2e%2e/etc/passwd",
+    ] {
         let response = app.get(path, &app.admin_token).await;
         let status = response.status();
         let code = problem_code(response).await;
@@ -453,10 +614,19 @@ async fn unknown_route_gets_404_problem() {
 #[tokio::test]
 async fn wrong_method_gets_405_problem() {
     let app = TestApp::spawn().await;
-    let cases = [(Method::DELETE, ENTRIES), (Method::PUT, ENTRIES), (Method::POST, "/health"), (Method::POST, "/api/v1/registry/search")];
+    let cases = [
+        (Method::DELETE, ENTRIES),
+        (Method::PUT, ENTRIES),
+        (Method::POST, "/health"),
+        (Method::POST, "/api/v1/registry/search"),
+    ];
 
     for (method, path) in cases {
-        let response = app.request(method.clone(), path, Some(&app.admin_token)).send().await.expect("request sent");
+        let response = app
+            .request(method.clone(), path, Some(&app.admin_token))
+            .send()
+            .await
+            .expect("request sent");
         let status = response.status();
         let code = problem_code(response).await;
         assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path} status");

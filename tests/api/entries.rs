@@ -26,7 +26,11 @@ fn entry_path(id: &str) -> String {
 }
 
 fn header_text(response: &Response, name: header::HeaderName) -> Option<String> {
-    response.headers().get(name).and_then(|value| value.to_str().ok()).map(str::to_string)
+    response
+        .headers()
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_string)
 }
 
 fn is_rfc3339_utc(text: &str) -> bool {
@@ -38,11 +42,23 @@ fn is_rfc3339_utc(text: &str) -> bool {
 fn error_fields(body: &Value) -> Vec<String> {
     body["errors"]
         .as_array()
-        .map(|errors| errors.iter().filter_map(|error| error["field"].as_str().map(str::to_string)).collect())
+        .map(|errors| {
+            errors
+                .iter()
+                .filter_map(|error| error["field"].as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
-async fn send_json(app: &TestApp, method: Method, path: &str, token: &str, content_type: &str, body: &Value) -> Response {
+async fn send_json(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    token: &str,
+    content_type: &str,
+    body: &Value,
+) -> Response {
     app.request(method, path, Some(token))
         .header(header::CONTENT_TYPE, content_type)
         .body(body.to_string())
@@ -65,8 +81,16 @@ async fn create_returns_201_with_server_fields() {
     let body: Value = response.json().await.expect("entry body");
     let id = body["id"].as_str().expect("id is a string");
     assert!(uuid::Uuid::parse_str(id).is_ok(), "id {id} is not a UUID");
-    assert_eq!(location.as_deref(), Some(entry_path(id).as_str()), "Location names the new entry");
-    assert!(etag.as_deref().is_some_and(|tag| tag.starts_with('"') && tag.ends_with('"')), "ETag is a quoted entity tag: {etag:?}");
+    assert_eq!(
+        location.as_deref(),
+        Some(entry_path(id).as_str()),
+        "Location names the new entry"
+    );
+    assert!(
+        etag.as_deref()
+            .is_some_and(|tag| tag.starts_with('"') && tag.ends_with('"')),
+        "ETag is a quoted entity tag: {etag:?}"
+    );
     assert_eq!(content_type.as_deref(), Some("application/json"), "entry content type");
     assert_eq!(body["owner_id"], json!(user_id), "owner is the caller");
     assert_eq!(body["revision"], json!(1), "first revision");
@@ -84,7 +108,9 @@ async fn create_defaults_optional_fields() {
     let app = TestApp::spawn().await;
     let (_, token) = app.create_user("alice", &["user"]).await;
 
-    let body = app.create_entry(&token, &json!({"name": "bare", "category": "service"})).await;
+    let body = app
+        .create_entry(&token, &json!({"name": "bare", "category": "service"}))
+        .await;
 
     assert_eq!(body["status"], "active", "default status");
     assert_eq!(body["tags"], json!([]), "default tags");
@@ -104,7 +130,11 @@ async fn get_returns_created_entry_with_etag() {
     let response = app.get(&location, &token).await;
 
     assert_eq!(response.status(), StatusCode::OK, "get status");
-    assert_eq!(header_text(&response, header::ETAG), created_etag, "ETag unchanged since create");
+    assert_eq!(
+        header_text(&response, header::ETAG),
+        created_etag,
+        "ETag unchanged since create"
+    );
     let body: Value = response.json().await.expect("entry body");
     assert_eq!(body, created_body, "stored entry equals the create response");
 }
@@ -136,8 +166,16 @@ async fn create_duplicate_category_and_name_conflicts() {
     let mut other_category = requests_entry();
     other_category["category"] = json!("mirror");
     let response = app.post_json(ENTRIES, &token, &other_category).await;
-    assert_eq!(response.status(), StatusCode::CREATED, "same name in another category is allowed");
-    assert_eq!(list_all_entries(&app, &token).await.len(), 2, "exactly two entries stored");
+    assert_eq!(
+        response.status(),
+        StatusCode::CREATED,
+        "same name in another category is allowed"
+    );
+    assert_eq!(
+        list_all_entries(&app, &token).await.len(),
+        2,
+        "exactly two entries stored"
+    );
 }
 
 #[tokio::test]
@@ -146,12 +184,17 @@ async fn put_replaces_entry_and_increments_revision() {
     let (_, token) = app.create_user("alice", &["user"]).await;
     let created = app.create_entry(&token, &requests_entry()).await;
     let path = entry_path(created["id"].as_str().unwrap());
-    let replacement = json!({"name": "requests", "category": "python-package", "description": "Replaced.", "status": "deprecated"});
+    let replacement =
+        json!({"name": "requests", "category": "python-package", "description": "Replaced.", "status": "deprecated"});
 
     let response = send_json(&app, Method::PUT, &path, &token, "application/json", &replacement).await;
 
     assert_eq!(response.status(), StatusCode::OK, "put status");
-    assert_eq!(header_text(&response, header::ETAG).as_deref(), Some("\"2\""), "ETag follows the revision");
+    assert_eq!(
+        header_text(&response, header::ETAG).as_deref(),
+        Some("\"2\""),
+        "ETag follows the revision"
+    );
     let body: Value = response.json().await.expect("entry body");
     assert_eq!(body["revision"], json!(2), "revision incremented");
     assert_eq!(body["description"], "Replaced.", "description replaced");
@@ -173,11 +216,23 @@ async fn patch_merge_patch_removes_null_metadata_key() {
     let path = entry_path(created["id"].as_str().unwrap());
     let patch = json!({"description": "Patched.", "metadata": {"stars": null, "license": "Apache-2.0"}});
 
-    let response = send_json(&app, Method::PATCH, &path, &token, "application/merge-patch+json", &patch).await;
+    let response = send_json(
+        &app,
+        Method::PATCH,
+        &path,
+        &token,
+        "application/merge-patch+json",
+        &patch,
+    )
+    .await;
 
     assert_eq!(response.status(), StatusCode::OK, "patch status");
     let body: Value = response.json().await.expect("entry body");
-    assert_eq!(body["metadata"], json!({"ecosystem": "pypi", "license": "Apache-2.0"}), "null removed `stars`, other keys merged");
+    assert_eq!(
+        body["metadata"],
+        json!({"ecosystem": "pypi", "license": "Apache-2.0"}),
+        "null removed `stars`, other keys merged"
+    );
     assert_eq!(body["description"], "Patched.", "description patched");
     assert_eq!(body["tags"], created["tags"], "untouched tags kept");
     assert_eq!(body["version"], created["version"], "untouched version kept");
@@ -193,7 +248,15 @@ async fn patch_accepts_application_json() {
     let created = app.create_entry(&token, &requests_entry()).await;
     let path = entry_path(created["id"].as_str().unwrap());
 
-    let response = send_json(&app, Method::PATCH, &path, &token, "application/json", &json!({"tags": ["http"], "version": null})).await;
+    let response = send_json(
+        &app,
+        Method::PATCH,
+        &path,
+        &token,
+        "application/json",
+        &json!({"tags": ["http"], "version": null}),
+    )
+    .await;
 
     assert_eq!(response.status(), StatusCode::OK, "patch status");
     let body: Value = response.json().await.expect("entry body");
@@ -219,7 +282,15 @@ async fn patch_rejects_server_and_unknown_fields() {
     ];
 
     for patch in patches {
-        let response = send_json(&app, Method::PATCH, &path, &token, "application/merge-patch+json", &patch).await;
+        let response = send_json(
+            &app,
+            Method::PATCH,
+            &path,
+            &token,
+            "application/merge-patch+json",
+            &patch,
+        )
+        .await;
         let status = response.status();
         let code = problem_code(response).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "patch {patch} status");
@@ -236,7 +307,15 @@ async fn stale_if_match_gets_412_and_keeps_entry() {
     let (_, token) = app.create_user("alice", &["user"]).await;
     let created = app.create_entry(&token, &requests_entry()).await;
     let path = entry_path(created["id"].as_str().unwrap());
-    let first = send_json(&app, Method::PATCH, &path, &token, "application/json", &json!({"description": "Second."})).await;
+    let first = send_json(
+        &app,
+        Method::PATCH,
+        &path,
+        &token,
+        "application/json",
+        &json!({"description": "Second."}),
+    )
+    .await;
     assert_eq!(first.status(), StatusCode::OK, "setup patch");
     let current: Value = first.json().await.expect("entry body");
     let replacement = json!({"name": "requests", "category": "python-package", "description": "Lost update."});
@@ -305,11 +384,19 @@ async fn delete_returns_204_then_404() {
     let created = app.create_entry(&token, &requests_entry()).await;
     let path = entry_path(created["id"].as_str().unwrap());
 
-    let deleted = app.request(Method::DELETE, &path, Some(&token)).send().await.expect("request sent");
+    let deleted = app
+        .request(Method::DELETE, &path, Some(&token))
+        .send()
+        .await
+        .expect("request sent");
     let get_after = app.get(&path, &token).await;
     let get_status = get_after.status();
     let get_code = problem_code(get_after).await;
-    let delete_again = app.request(Method::DELETE, &path, Some(&token)).send().await.expect("request sent");
+    let delete_again = app
+        .request(Method::DELETE, &path, Some(&token))
+        .send()
+        .await
+        .expect("request sent");
 
     assert_eq!(deleted.status(), StatusCode::NO_CONTENT, "delete status");
     assert_eq!(get_status, StatusCode::NOT_FOUND, "get after delete status");
@@ -338,7 +425,10 @@ async fn create_with_server_fields_rejected() {
         let problem: Value = response.json().await.expect("problem body");
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "`{field}` status");
         assert_eq!(problem["code"], "validation_failed", "`{field}` code");
-        assert!(error_fields(&problem).contains(&field.to_string()), "`{field}` listed in errors: {problem}");
+        assert!(
+            error_fields(&problem).contains(&field.to_string()),
+            "`{field}` listed in errors: {problem}"
+        );
     }
 
     assert!(list_all_entries(&app, &token).await.is_empty(), "nothing was created");
@@ -376,15 +466,30 @@ async fn create_with_invalid_fields_lists_errors() {
     let cases = [
         (json!({"name": "Requests", "category": "python-package"}), vec!["name"]),
         (json!({"name": "has space", "category": "python-package"}), vec!["name"]),
-        (json!({"name": "-leading-dash", "category": "python-package"}), vec!["name"]),
-        (json!({"name": "../etc/passwd", "category": "python-package"}), vec!["name"]),
+        (
+            json!({"name": "-leading-dash", "category": "python-package"}),
+            vec!["name"],
+        ),
+        (
+            json!({"name": "../etc/passwd", "category": "python-package"}),
+            vec!["name"],
+        ),
         (json!({"name": "", "category": "python-package"}), vec!["name"]),
         (json!({"name": too_long, "category": "python-package"}), vec!["name"]),
         (json!({"name": "ok", "category": "Python-Package"}), vec!["category"]),
         (json!({"name": "ok", "category": too_long}), vec!["category"]),
-        (json!({"name": "ok", "category": "python-package", "status": "retired"}), vec!["status"]),
-        (json!({"name": "ok", "category": "python-package", "status": "ACTIVE"}), vec!["status"]),
-        (json!({"name": "Bad Name", "category": "", "status": "gone"}), vec!["name", "category", "status"]),
+        (
+            json!({"name": "ok", "category": "python-package", "status": "retired"}),
+            vec!["status"],
+        ),
+        (
+            json!({"name": "ok", "category": "python-package", "status": "ACTIVE"}),
+            vec!["status"],
+        ),
+        (
+            json!({"name": "Bad Name", "category": "", "status": "gone"}),
+            vec!["name", "category", "status"],
+        ),
     ];
 
     for (body, expected) in cases {
@@ -394,7 +499,10 @@ async fn create_with_invalid_fields_lists_errors() {
         let fields = error_fields(&problem);
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body} status");
         for field in expected {
-            assert!(fields.contains(&field.to_string()), "{body}: `{field}` missing from errors {fields:?}");
+            assert!(
+                fields.contains(&field.to_string()),
+                "{body}: `{field}` missing from errors {fields:?}"
+            );
         }
     }
 
@@ -407,9 +515,15 @@ async fn create_accepts_128_character_slug() {
     let (_, token) = app.create_user("alice", &["user"]).await;
     let longest = "a".repeat(128);
 
-    let response = app.post_json(ENTRIES, &token, &json!({"name": longest, "category": longest})).await;
+    let response = app
+        .post_json(ENTRIES, &token, &json!({"name": longest, "category": longest}))
+        .await;
 
-    assert_eq!(response.status(), StatusCode::CREATED, "128 characters is the limit, not past it");
+    assert_eq!(
+        response.status(),
+        StatusCode::CREATED,
+        "128 characters is the limit, not past it"
+    );
 }
 
 #[tokio::test]
@@ -433,7 +547,15 @@ async fn entry_path_tricks_give_404() {
     for id in ids {
         let path = entry_path(id);
         for method in [Method::GET, Method::PUT, Method::PATCH, Method::DELETE] {
-            let response = send_json(&app, method.clone(), &path, &token, "application/json", &requests_entry()).await;
+            let response = send_json(
+                &app,
+                method.clone(),
+                &path,
+                &token,
+                "application/json",
+                &requests_entry(),
+            )
+            .await;
             let status = response.status();
             let code = problem_code(response).await;
             assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path} status");
@@ -441,7 +563,12 @@ async fn entry_path_tricks_give_404() {
         }
     }
 
-    let stored: Value = app.get(&entry_path(created["id"].as_str().unwrap()), &token).await.json().await.expect("entry body");
+    let stored: Value = app
+        .get(&entry_path(created["id"].as_str().unwrap()), &token)
+        .await
+        .json()
+        .await
+        .expect("entry body");
     assert_eq!(stored, created, "existing entry untouched");
 }
 

@@ -49,7 +49,10 @@ impl TestApp {
             ("JWT_SECRET_KEY".into(), JWT_SECRET.into()),
             ("RATE_LIMIT_PER_MINUTE".into(), "100000".into()),
             ("LOGIN_RATE_LIMIT_PER_MINUTE".into(), "100000".into()),
-            ("LOG_LEVEL".into(), std::env::var("TEST_LOG_LEVEL").unwrap_or_else(|_| "error".into())),
+            (
+                "LOG_LEVEL".into(),
+                std::env::var("TEST_LOG_LEVEL").unwrap_or_else(|_| "error".into()),
+            ),
         ];
         for (name, value) in overrides {
             vars.retain(|(existing, _)| existing != name);
@@ -104,11 +107,18 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str, token: &str) -> Response {
-        self.request(Method::GET, path, Some(token)).send().await.expect("request sent")
+        self.request(Method::GET, path, Some(token))
+            .send()
+            .await
+            .expect("request sent")
     }
 
     pub async fn post_json(&self, path: &str, token: &str, body: &Value) -> Response {
-        self.request(Method::POST, path, Some(token)).json(body).send().await.expect("request sent")
+        self.request(Method::POST, path, Some(token))
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
     }
 
     /// Logs in and returns the access token; panics on failure.
@@ -154,7 +164,9 @@ impl TestApp {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         let path = self.data_dir.path().join("audit.log");
         let text = std::fs::read_to_string(path).unwrap_or_default();
-        text.lines().map(|line| serde_json::from_str(line).expect("audit line is JSON")).collect()
+        text.lines()
+            .map(|line| serde_json::from_str(line).expect("audit line is JSON"))
+            .collect()
     }
 
     /// The raw audit log text.
@@ -184,7 +196,10 @@ pub async fn problem_code(response: Response) -> String {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
-    assert_eq!(content_type, "application/problem+json", "error responses are problem documents");
+    assert_eq!(
+        content_type, "application/problem+json",
+        "error responses are problem documents"
+    );
     let body: Value = response.json().await.expect("problem body");
     for field in ["type", "title", "status", "detail", "code", "request_id"] {
         assert!(body.get(field).is_some(), "problem lacks `{field}`: {body}");

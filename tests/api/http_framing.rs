@@ -31,7 +31,10 @@ impl Exchange {
     fn statuses(&self) -> Vec<u16> {
         let text = self.text();
         text.split("\r\n")
-            .filter_map(|line| line.strip_prefix("HTTP/1.1 ").or_else(|| line.strip_prefix("HTTP/1.0 ")))
+            .filter_map(|line| {
+                line.strip_prefix("HTTP/1.1 ")
+                    .or_else(|| line.strip_prefix("HTTP/1.0 "))
+            })
             .filter_map(|rest| rest.get(..3).and_then(|code| code.parse().ok()))
             .collect()
     }
@@ -42,14 +45,19 @@ impl Exchange {
 }
 
 fn server_address(app: &TestApp) -> String {
-    app.base_url.strip_prefix("http://").expect("plain HTTP base URL").to_string()
+    app.base_url
+        .strip_prefix("http://")
+        .expect("plain HTTP base URL")
+        .to_string()
 }
 
 /// Sends `request` on a new connection and reads until the server closes it
 /// or [`READ_TIMEOUT`] passes. A reset after a response still counts as
 /// closed, because a server that stops reading may reset the connection.
 async fn exchange(app: &TestApp, request: &[u8]) -> Exchange {
-    let mut stream = TcpStream::connect(server_address(app)).await.expect("connect to server");
+    let mut stream = TcpStream::connect(server_address(app))
+        .await
+        .expect("connect to server");
     // The server may stop reading part way through an oversized request, so
     // a failed write is expected there and the response is still read.
     let _ = stream.write_all(request).await;
@@ -79,7 +87,11 @@ fn smuggling_request(host: &str, content_length_first: bool) -> Vec<u8> {
     let body = format!("0\r\n\r\n{smuggled}");
     let length = format!("Content-Length: {}\r\n", body.len());
     let chunked = "Transfer-Encoding: chunked\r\n";
-    let (first, second) = if content_length_first { (length.as_str(), chunked) } else { (chunked, length.as_str()) };
+    let (first, second) = if content_length_first {
+        (length.as_str(), chunked)
+    } else {
+        (chunked, length.as_str())
+    };
     format!("POST /api/v1/registry/entries HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n{first}{second}\r\n{body}").into_bytes()
 }
 
@@ -92,9 +104,19 @@ async fn length_and_chunked_not_smuggled() {
         let result = exchange(&app, &smuggling_request(&host, content_length_first)).await;
 
         let statuses = result.statuses();
-        assert!(result.closed, "connection left open (Content-Length first: {content_length_first})");
-        assert_eq!(statuses.len(), 1, "exactly one response, got {statuses:?} (Content-Length first: {content_length_first})");
-        assert!(!result.text().contains("\"status\":\"ok\""), "the smuggled /health request was answered");
+        assert!(
+            result.closed,
+            "connection left open (Content-Length first: {content_length_first})"
+        );
+        assert_eq!(
+            statuses.len(),
+            1,
+            "exactly one response, got {statuses:?} (Content-Length first: {content_length_first})"
+        );
+        assert!(
+            !result.text().contains("\"status\":\"ok\""),
+            "the smuggled /health request was answered"
+        );
     }
 
     assert_health(&app).await;
@@ -109,7 +131,12 @@ async fn length_and_chunked_gets_400() {
     for content_length_first in [true, false] {
         let result = exchange(&app, &smuggling_request(&host, content_length_first)).await;
 
-        assert_eq!(result.first_status(), Some(400), "ambiguous framing rejected (Content-Length first: {content_length_first}): {}", result.text());
+        assert_eq!(
+            result.first_status(),
+            Some(400),
+            "ambiguous framing rejected (Content-Length first: {content_length_first}): {}",
+            result.text()
+        );
     }
 }
 
@@ -149,7 +176,12 @@ async fn unsupported_transfer_encoding_gets_400() {
 
         let result = exchange(&app, request.as_bytes()).await;
 
-        assert_eq!(result.first_status(), Some(400), "Transfer-Encoding `{encoding}`: {}", result.text());
+        assert_eq!(
+            result.first_status(),
+            Some(400),
+            "Transfer-Encoding `{encoding}`: {}",
+            result.text()
+        );
     }
 
     assert_health(&app).await;
@@ -160,16 +192,25 @@ async fn oversized_header_gets_431_or_400() {
     let app = TestApp::spawn().await;
     let host = server_address(&app);
     let one_large = format!("X-Filler: {}\r\n", "a".repeat(64 * 1024));
-    let many_small: String = (0..2000).map(|index| format!("X-Filler-{index}: {}\r\n", "b".repeat(30))).collect();
+    let many_small: String = (0..2000)
+        .map(|index| format!("X-Filler-{index}: {}\r\n", "b".repeat(30)))
+        .collect();
     let long_target = format!("/health?{}", "c".repeat(64 * 1024));
 
-    for (label, target, headers) in [("one 64 KB header", "/health", one_large.as_str()), ("2000 headers", "/health", many_small.as_str()), ("64 KB request target", long_target.as_str(), "")] {
+    for (label, target, headers) in [
+        ("one 64 KB header", "/health", one_large.as_str()),
+        ("2000 headers", "/health", many_small.as_str()),
+        ("64 KB request target", long_target.as_str(), ""),
+    ] {
         let request = format!("GET {target} HTTP/1.1\r\nHost: {host}\r\n{headers}\r\n");
 
         let result = exchange(&app, request.as_bytes()).await;
 
         let status = result.first_status();
-        assert!(matches!(status, Some(431) | Some(400) | Some(414)), "{label}: got {status:?}");
+        assert!(
+            matches!(status, Some(431) | Some(400) | Some(414)),
+            "{label}: got {status:?}"
+        );
         assert!(result.closed, "{label}: connection left open");
     }
 
@@ -181,14 +222,24 @@ async fn oversized_header_gets_431_or_400() {
 async fn framing_errors_get_problem_documents() {
     let app = TestApp::spawn().await;
     let host = server_address(&app);
-    let oversized_header = format!("GET /health HTTP/1.1\r\nHost: {host}\r\nX-Filler: {}\r\n\r\n", "a".repeat(64 * 1024));
-    let invalid_length = format!("POST /api/v1/registry/entries HTTP/1.1\r\nHost: {host}\r\nContent-Length: abc\r\n\r\n{{}}");
+    let oversized_header = format!(
+        "GET /health HTTP/1.1\r\nHost: {host}\r\nX-Filler: {}\r\n\r\n",
+        "a".repeat(64 * 1024)
+    );
+    let invalid_length =
+        format!("POST /api/v1/registry/entries HTTP/1.1\r\nHost: {host}\r\nContent-Length: abc\r\n\r\n{{}}");
 
-    for (label, request) in [("oversized header", oversized_header), ("invalid Content-Length", invalid_length)] {
+    for (label, request) in [
+        ("oversized header", oversized_header),
+        ("invalid Content-Length", invalid_length),
+    ] {
         let result = exchange(&app, request.as_bytes()).await;
 
         let text = result.text().to_ascii_lowercase();
-        assert!(text.contains("content-type: application/problem+json"), "{label}: not a problem document: {text}");
+        assert!(
+            text.contains("content-type: application/problem+json"),
+            "{label}: not a problem document: {text}"
+        );
     }
 }
 
@@ -211,9 +262,22 @@ async fn chunked_body_over_limit_gets_413() {
 
     let result = exchange(&app, request.as_bytes()).await;
 
-    assert_eq!(result.first_status(), Some(413), "a streamed body over the limit: {}", result.text());
-    assert!(result.text().contains("application/problem+json"), "413 is a problem document");
-    let listed = app.get("/api/v1/registry/entries", token).await.text().await.expect("list body");
+    assert_eq!(
+        result.first_status(),
+        Some(413),
+        "a streamed body over the limit: {}",
+        result.text()
+    );
+    assert!(
+        result.text().contains("application/problem+json"),
+        "413 is a problem document"
+    );
+    let listed = app
+        .get("/api/v1/registry/entries", token)
+        .await
+        .text()
+        .await
+        .expect("list body");
     assert!(!listed.contains("\"chunked\""), "nothing was created");
 }
 
@@ -234,7 +298,12 @@ async fn chunked_body_under_limit_accepted() {
 
     let result = exchange(&app, request.as_bytes()).await;
 
-    assert_eq!(result.first_status(), Some(201), "a valid chunked body: {}", result.text());
+    assert_eq!(
+        result.first_status(),
+        Some(201),
+        "a valid chunked body: {}",
+        result.text()
+    );
 }
 
 #[tokio::test]
@@ -251,7 +320,11 @@ async fn malformed_request_line_gets_4xx() {
         let result = exchange(&app, request).await;
 
         let status = result.first_status();
-        assert!(status.is_some_and(|code| (400..500).contains(&code)) || (result.received.is_empty() && result.closed), "{:?}: got {status:?}", String::from_utf8_lossy(request));
+        assert!(
+            status.is_some_and(|code| (400..500).contains(&code)) || (result.received.is_empty() && result.closed),
+            "{:?}: got {status:?}",
+            String::from_utf8_lossy(request)
+        );
     }
 
     assert_health(&app).await;

@@ -41,11 +41,18 @@ fn error_codes(report: &Value) -> BTreeMap<u64, String> {
 async fn export_lines(app: &TestApp, token: &str) -> Vec<Value> {
     let response = app.get(EXPORT, token).await;
     assert_eq!(response.status(), StatusCode::OK, "export status");
-    let content_type = response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let content_type = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     assert_eq!(content_type, "application/x-ndjson", "export content type");
     let text = response.text().await.expect("export body");
     assert!(text.is_empty() || text.ends_with('\n'), "export ends with a newline");
-    text.lines().map(|line| serde_json::from_str(line).expect("export line is JSON")).collect()
+    text.lines()
+        .map(|line| serde_json::from_str(line).expect("export line is JSON"))
+        .collect()
 }
 
 fn sorted_by_name(mut lines: Vec<Value>) -> Vec<Value> {
@@ -79,8 +86,15 @@ async fn import_twice_skips_every_line() {
     assert_eq!(report["updated"], json!(0), "updated");
     assert_eq!(report["skipped"], json!(300), "skipped");
     let codes = error_codes(&report);
-    assert_eq!(codes.keys().copied().collect::<Vec<_>>(), (1..=300).collect::<Vec<u64>>(), "every line reported once");
-    assert!(codes.values().all(|code| code == "already_exists"), "every code is already_exists");
+    assert_eq!(
+        codes.keys().copied().collect::<Vec<_>>(),
+        (1..=300).collect::<Vec<u64>>(),
+        "every line reported once"
+    );
+    assert!(
+        codes.values().all(|code| code == "already_exists"),
+        "every code is already_exists"
+    );
     assert_eq!(list_all_entries(&app, &token).await.len(), 300, "no duplicates stored");
 }
 
@@ -121,9 +135,17 @@ async fn import_bad_lines_reported_without_abort() {
     assert_eq!(codes, expected, "one error per bad line, with its line number");
     assert_eq!(report["created"], json!(4), "good lines created");
     assert_eq!(report["skipped"], json!(6), "bad lines skipped");
-    let mut names: Vec<String> = list_all_entries(&app, &token).await.iter().map(|entry| entry["name"].as_str().unwrap().to_string()).collect();
+    let mut names: Vec<String> = list_all_entries(&app, &token)
+        .await
+        .iter()
+        .map(|entry| entry["name"].as_str().unwrap().to_string())
+        .collect();
     names.sort();
-    assert_eq!(names, ["alpha", "beta", "delta", "gamma"], "only the good lines were stored");
+    assert_eq!(
+        names,
+        ["alpha", "beta", "delta", "gamma"],
+        "only the good lines were stored"
+    );
     let health = app.client.get(app.url("/health")).send().await.expect("health request");
     assert_eq!(health.status(), StatusCode::OK, "server still answers");
 }
@@ -140,7 +162,10 @@ async fn import_duplicate_line_keeps_first() {
     assert_eq!(report["created"], json!(1), "created");
     let entries = list_all_entries(&app, &token).await;
     assert_eq!(entries.len(), 1, "one entry stored");
-    assert_eq!(entries[0]["description"], "first", "the first line wins under on_conflict=skip");
+    assert_eq!(
+        entries[0]["description"], "first",
+        "the first line wins under on_conflict=skip"
+    );
 }
 
 #[tokio::test]
@@ -163,7 +188,10 @@ async fn import_on_conflict_update_updates() {
     let after = list_all_entries(&app, &token).await;
     assert_eq!(after.len(), 3, "three entries");
     for old in &before {
-        let new = after.iter().find(|entry| entry["id"] == old["id"]).expect("updated entry keeps its id");
+        let new = after
+            .iter()
+            .find(|entry| entry["id"] == old["id"])
+            .expect("updated entry keeps its id");
         assert_eq!(new["description"], "v2", "{} description updated", old["name"]);
         assert_eq!(new["revision"], json!(2), "{} revision incremented", old["name"]);
         assert_eq!(new["created_at"], old["created_at"], "{} created_at kept", old["name"]);
@@ -176,12 +204,28 @@ async fn import_update_skips_other_owners_entries() {
     let app = TestApp::spawn().await;
     let (_, alice) = app.create_user("alice", &["user"]).await;
     let (_, bob) = app.create_user("bob", &["user"]).await;
-    import_report(&app, &alice, "", "{\"name\": \"alpha\", \"category\": \"service\", \"description\": \"alice\"}\n").await;
+    import_report(
+        &app,
+        &alice,
+        "",
+        "{\"name\": \"alpha\", \"category\": \"service\", \"description\": \"alice\"}\n",
+    )
+    .await;
 
-    let report = import_report(&app, &bob, "?on_conflict=update", "{\"name\": \"alpha\", \"category\": \"service\", \"description\": \"bob\"}\n").await;
+    let report = import_report(
+        &app,
+        &bob,
+        "?on_conflict=update",
+        "{\"name\": \"alpha\", \"category\": \"service\", \"description\": \"bob\"}\n",
+    )
+    .await;
 
     assert_eq!(report["updated"], json!(0), "updated");
-    assert_eq!(error_codes(&report).get(&1).map(String::as_str), Some("not_owner"), "line 1 code");
+    assert_eq!(
+        error_codes(&report).get(&1).map(String::as_str),
+        Some("not_owner"),
+        "line 1 code"
+    );
     let entries = list_all_entries(&app, &alice).await;
     assert_eq!(entries[0]["description"], "alice", "entry unchanged");
 }
@@ -191,8 +235,20 @@ async fn import_on_conflict_invalid_rejected() {
     let app = TestApp::spawn().await;
     let (_, token) = app.create_user("alice", &["user"]).await;
 
-    for query in ["?on_conflict=bogus", "?on_conflict=", "?on_conflict=UPDATE", "?on_conflict=skip&on_conflict=update", "?mode=update"] {
-        let response = import_ndjson(&app, &token, query, "{\"name\": \"alpha\", \"category\": \"service\"}\n").await;
+    for query in [
+        "?on_conflict=bogus",
+        "?on_conflict=",
+        "?on_conflict=UPDATE",
+        "?on_conflict=skip&on_conflict=update",
+        "?mode=update",
+    ] {
+        let response = import_ndjson(
+            &app,
+            &token,
+            query,
+            "{\"name\": \"alpha\", \"category\": \"service\"}\n",
+        )
+        .await;
         let status = response.status();
         let code = problem_code(response).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "`{query}` status");
@@ -208,7 +264,12 @@ async fn import_wrong_content_type_rejected() {
     let (_, token) = app.create_user("alice", &["user"]).await;
     let body = "{\"name\": \"alpha\", \"category\": \"service\"}\n";
 
-    for content_type in [Some("application/json"), Some("text/plain"), Some("multipart/form-data; boundary=x"), None] {
+    for content_type in [
+        Some("application/json"),
+        Some("text/plain"),
+        Some("multipart/form-data; boundary=x"),
+        None,
+    ] {
         let mut request = app.request(Method::POST, IMPORT, Some(&token)).body(body);
         if let Some(content_type) = content_type {
             request = request.header(header::CONTENT_TYPE, content_type);
@@ -234,7 +295,10 @@ async fn import_requires_write_permission() {
 
     assert_eq!(status, StatusCode::FORBIDDEN, "viewer import status");
     assert_eq!(code, "permission_denied", "viewer import code");
-    assert!(list_all_entries(&app, &app.admin_token).await.is_empty(), "nothing was imported");
+    assert!(
+        list_all_entries(&app, &app.admin_token).await.is_empty(),
+        "nothing was imported"
+    );
 }
 
 #[tokio::test]
@@ -248,15 +312,27 @@ async fn export_writes_one_line_per_entry() {
     assert_eq!(lines.len(), 300, "one line per entry");
     for line in &lines {
         for field in SERVER_FIELDS {
-            assert!(line.get(field).is_none(), "export line carries server field `{field}`: {line}");
+            assert!(
+                line.get(field).is_none(),
+                "export line carries server field `{field}`: {line}"
+            );
         }
     }
     let exported: HashSet<&str> = lines.iter().map(|line| line["name"].as_str().expect("name")).collect();
     let sample: HashSet<String> = PYPI_SAMPLE
         .lines()
-        .map(|line| serde_json::from_str::<Value>(line).unwrap()["name"].as_str().unwrap().to_string())
+        .map(|line| {
+            serde_json::from_str::<Value>(line).unwrap()["name"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
-    assert_eq!(exported, sample.iter().map(String::as_str).collect(), "exported names equal the sample's");
+    assert_eq!(
+        exported,
+        sample.iter().map(String::as_str).collect(),
+        "exported names equal the sample's"
+    );
 }
 
 #[tokio::test]
@@ -264,11 +340,18 @@ async fn export_content_equals_imported_sample() {
     let app = TestApp::spawn().await;
     let (_, token) = app.create_user("alice", &["user"]).await;
     import_report(&app, &token, "", PYPI_SAMPLE).await;
-    let sample: Vec<Value> = PYPI_SAMPLE.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    let sample: Vec<Value> = PYPI_SAMPLE
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
 
     let lines = export_lines(&app, &token).await;
 
-    assert_eq!(sorted_by_name(lines), sorted_by_name(sample), "every field survives import and export");
+    assert_eq!(
+        sorted_by_name(lines),
+        sorted_by_name(sample),
+        "every field survives import and export"
+    );
 }
 
 #[tokio::test]
@@ -277,7 +360,12 @@ async fn export_reimports_into_fresh_app() {
     let (_, source_token) = source.create_user("alice", &["user"]).await;
     import_report(&source, &source_token, "", PYPI_SAMPLE).await;
     source.create_entry(&source_token, &json!({"name": "vault", "category": "service", "sensitive": {"deploy_token": "s3cret"}, "metadata": {"nested": {"list": [1, 2, {"k": null}]}}})).await;
-    let exported = source.get(EXPORT, &source_token).await.text().await.expect("export body");
+    let exported = source
+        .get(EXPORT, &source_token)
+        .await
+        .text()
+        .await
+        .expect("export body");
     let target = TestApp::spawn().await;
     let (_, target_token) = target.create_user("alice", &["user"]).await;
 
@@ -287,7 +375,12 @@ async fn export_reimports_into_fresh_app() {
     assert_eq!(report["updated"], json!(0), "updated");
     assert_eq!(report["skipped"], json!(0), "skipped");
     assert_eq!(report["errors"], json!([]), "errors");
-    let source_lines = sorted_by_name(exported.lines().map(|line| serde_json::from_str(line).unwrap()).collect());
+    let source_lines = sorted_by_name(
+        exported
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect(),
+    );
     let target_lines = sorted_by_name(export_lines(&target, &target_token).await);
     assert_eq!(target_lines, source_lines, "second export equals the first");
 }
@@ -308,10 +401,18 @@ async fn import_line_longer_than_limit_reported() {
     let report = import_report(&app, &token, "", body).await;
 
     let codes = error_codes(&report);
-    assert_eq!(codes.get(&2).map(String::as_str), Some("line_too_long"), "line 2 reported: {report}");
+    assert_eq!(
+        codes.get(&2).map(String::as_str),
+        Some("line_too_long"),
+        "line 2 reported: {report}"
+    );
     assert_eq!(codes.len(), 1, "only line 2 reported");
     assert_eq!(report["created"], json!(2), "the short lines were created");
-    let names: HashSet<String> = list_all_entries(&app, &token).await.iter().map(|entry| entry["name"].as_str().unwrap().to_string()).collect();
+    let names: HashSet<String> = list_all_entries(&app, &token)
+        .await
+        .iter()
+        .map(|entry| entry["name"].as_str().unwrap().to_string())
+        .collect();
     assert!(!names.contains("big"), "the long line was not stored");
 }
 
@@ -323,7 +424,13 @@ async fn import_in_chunks(app: &TestApp, token: &str, body: &str, chunk_bytes: u
     let chunks: String = body
         .as_bytes()
         .chunks(chunk_bytes)
-        .map(|chunk| format!("{:x}\r\n{}\r\n", chunk.len(), std::str::from_utf8(chunk).expect("ASCII body")))
+        .map(|chunk| {
+            format!(
+                "{:x}\r\n{}\r\n",
+                chunk.len(),
+                std::str::from_utf8(chunk).expect("ASCII body")
+            )
+        })
         .collect();
     let request = format!(
         "POST {IMPORT} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n\
@@ -354,9 +461,14 @@ async fn import_long_line_in_small_chunks_reported() {
     let response = import_in_chunks(&app, &token, &body, 1000).await;
 
     assert!(response.starts_with("HTTP/1.1 200"), "import status: {response}");
-    let report: Value = serde_json::from_str(response.split("\r\n\r\n").nth(1).expect("response body")).expect("import report");
+    let report: Value =
+        serde_json::from_str(response.split("\r\n\r\n").nth(1).expect("response body")).expect("import report");
     let codes = error_codes(&report);
-    assert_eq!(codes.get(&2).map(String::as_str), Some("line_too_long"), "line 2 reported: {report}");
+    assert_eq!(
+        codes.get(&2).map(String::as_str),
+        Some("line_too_long"),
+        "line 2 reported: {report}"
+    );
     assert_eq!(codes.len(), 1, "only line 2 reported");
     assert_eq!(report["created"], json!(2), "the short lines were created");
 }

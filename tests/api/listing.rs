@@ -68,7 +68,11 @@ async fn list_without_filters_returns_all() {
 
     assert_eq!(response.status(), StatusCode::OK, "list status");
     let page: Value = response.json().await.expect("list body");
-    assert_eq!(page["items"].as_array().map(Vec::len), Some(5), "all five entries listed");
+    assert_eq!(
+        page["items"].as_array().map(Vec::len),
+        Some(5),
+        "all five entries listed"
+    );
     assert_eq!(page["next_cursor"], Value::Null, "one page only");
 }
 
@@ -124,7 +128,14 @@ async fn list_filters_by_owner_id() {
 async fn list_combines_filters() {
     let fixture = fixture().await;
 
-    let names = list_names(&fixture, &format!("category=service&status=active&tag=internal&owner_id={}", fixture.bob_id)).await;
+    let names = list_names(
+        &fixture,
+        &format!(
+            "category=service&status=active&tag=internal&owner_id={}",
+            fixture.bob_id
+        ),
+    )
+    .await;
 
     assert_eq!(names, ["gateway"], "all filters apply together");
 }
@@ -134,7 +145,10 @@ async fn list_limit_out_of_range_rejected() {
     let fixture = fixture().await;
 
     for limit in ["0", "101", "abc", "-1", "", "1.5", "99999999999999999999"] {
-        let response = fixture.app.get(&format!("{ENTRIES}?limit={limit}"), &fixture.alice).await;
+        let response = fixture
+            .app
+            .get(&format!("{ENTRIES}?limit={limit}"), &fixture.alice)
+            .await;
         let status = response.status();
         let code = problem_code(response).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "limit `{limit}` status");
@@ -151,7 +165,11 @@ async fn list_limit_bounds_accepted() {
 
     assert_eq!(one.status(), StatusCode::OK, "limit 1");
     let page: Value = one.json().await.expect("list body");
-    assert_eq!(page["items"].as_array().map(Vec::len), Some(1), "limit 1 returns one item");
+    assert_eq!(
+        page["items"].as_array().map(Vec::len),
+        Some(1),
+        "limit 1 returns one item"
+    );
     assert!(page["next_cursor"].is_string(), "more pages follow");
     assert_eq!(hundred.status(), StatusCode::OK, "limit 100");
 }
@@ -162,7 +180,12 @@ async fn list_cursor_visits_every_entry_once() {
     let (_, token) = app.create_user("alice", &["user"]).await;
     let mut created = HashSet::new();
     for index in 0..25 {
-        let body = app.create_entry(&token, &json!({"name": format!("entry-{index:02}"), "category": "service"})).await;
+        let body = app
+            .create_entry(
+                &token,
+                &json!({"name": format!("entry-{index:02}"), "category": "service"}),
+            )
+            .await;
         created.insert(body["id"].as_str().expect("id").to_string());
         // Pairs of entries share a timestamp, so the order must break ties on the id.
         if index % 2 == 0 {
@@ -189,33 +212,61 @@ async fn list_cursor_visits_every_entry_once() {
 
     assert_eq!(page_sizes, [10, 10, 5], "page sizes");
     assert_eq!(seen.len(), 25, "25 items in total");
-    assert_eq!(seen.iter().cloned().collect::<HashSet<_>>(), created, "each entry seen exactly once");
+    assert_eq!(
+        seen.iter().cloned().collect::<HashSet<_>>(),
+        created,
+        "each entry seen exactly once"
+    );
 }
 
 #[tokio::test]
 async fn list_cursor_keeps_filters_across_pages() {
     let fixture = fixture().await;
 
-    let first: Value = fixture.app.get(&format!("{ENTRIES}?category=service&limit=2"), &fixture.alice).await.json().await.expect("list body");
+    let first: Value = fixture
+        .app
+        .get(&format!("{ENTRIES}?category=service&limit=2"), &fixture.alice)
+        .await
+        .json()
+        .await
+        .expect("list body");
     let cursor = first["next_cursor"].as_str().expect("a second page");
     let second: Value = fixture
         .app
-        .get(&format!("{ENTRIES}?category=service&limit=2&cursor={cursor}"), &fixture.alice)
+        .get(
+            &format!("{ENTRIES}?category=service&limit=2&cursor={cursor}"),
+            &fixture.alice,
+        )
         .await
         .json()
         .await
         .expect("list body");
 
-    let categories: Vec<&Value> = first["items"].as_array().unwrap().iter().chain(second["items"].as_array().unwrap()).map(|item| &item["category"]).collect();
+    let categories: Vec<&Value> = first["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(second["items"].as_array().unwrap())
+        .map(|item| &item["category"])
+        .collect();
     assert_eq!(categories.len(), 3, "three service entries over two pages");
-    assert!(categories.iter().all(|category| **category == "service"), "filter kept on the second page");
+    assert!(
+        categories.iter().all(|category| **category == "service"),
+        "filter kept on the second page"
+    );
     assert_eq!(second["next_cursor"], Value::Null, "no third page");
 }
 
 #[tokio::test]
 async fn list_invalid_cursor_rejected() {
     let fixture = fixture().await;
-    let first: Value = fixture.app.get(&format!("{ENTRIES}?limit=1"), &fixture.alice).await.json().await.expect("list body");
+    let first: Value = fixture
+        .app
+        .get(&format!("{ENTRIES}?limit=1"), &fixture.alice)
+        .await
+        .json()
+        .await
+        .expect("list body");
     let cursor = first["next_cursor"].as_str().expect("a second page").to_string();
     let middle = cursor.len() / 2;
     let replacement = if &cursor[middle..=middle] == "A" { "B" } else { "A" };
@@ -231,7 +282,10 @@ async fn list_invalid_cursor_rejected() {
         .json()
         .await
         .expect("search body");
-    let search_cursor = search["next_cursor"].as_str().expect("search has a second page").to_string();
+    let search_cursor = search["next_cursor"]
+        .as_str()
+        .expect("search has a second page")
+        .to_string();
     let cases = [
         ("tampered", tampered),
         ("truncated", truncated),
@@ -244,7 +298,10 @@ async fn list_invalid_cursor_rejected() {
     ];
 
     for (label, cursor) in cases {
-        let response = fixture.app.get(&format!("{ENTRIES}?cursor={cursor}"), &fixture.alice).await;
+        let response = fixture
+            .app
+            .get(&format!("{ENTRIES}?cursor={cursor}"), &fixture.alice)
+            .await;
         let status = response.status();
         let code = problem_code(response).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{label} cursor status");
@@ -257,10 +314,17 @@ async fn list_unknown_status_rejected() {
     let fixture = fixture().await;
 
     for status in ["retired", "ACTIVE", "active%20", ""] {
-        let response = fixture.app.get(&format!("{ENTRIES}?status={status}"), &fixture.alice).await;
+        let response = fixture
+            .app
+            .get(&format!("{ENTRIES}?status={status}"), &fixture.alice)
+            .await;
         let http_status = response.status();
         let code = problem_code(response).await;
-        assert_eq!(http_status, StatusCode::UNPROCESSABLE_ENTITY, "status `{status}` response");
+        assert_eq!(
+            http_status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "status `{status}` response"
+        );
         assert_eq!(code, "invalid_parameter", "status `{status}` code");
     }
 }
@@ -314,7 +378,11 @@ async fn list_unknown_query_parameter_rejected() {
 async fn list_repeated_single_value_parameter_rejected() {
     let fixture = fixture().await;
 
-    for query in ["category=service&category=model", "status=active&status=archived", "limit=1&limit=2"] {
+    for query in [
+        "category=service&category=model",
+        "status=active&status=archived",
+        "limit=1&limit=2",
+    ] {
         let response = fixture.app.get(&format!("{ENTRIES}?{query}"), &fixture.alice).await;
         let status = response.status();
         let code = problem_code(response).await;

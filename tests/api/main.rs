@@ -1,19 +1,19 @@
 //! Integration tests: each test starts the real server on a random port with
 //! its own SQLite file and talks HTTP to it.
 
-mod helpers;
-mod smoke;
-mod entries;
-mod listing;
-mod search;
-mod import_export;
+mod audit;
 mod bad_input;
+mod entries;
+mod helpers;
 mod http_framing;
-mod tokens;
+mod import_export;
+mod keys;
+mod listing;
 mod login;
 mod permissions;
 mod ratelimit;
-mod keys;
-mod audit;
+mod search;
 mod sessions;
+mod smoke;
 mod storage;
+mod tokens;

@@ -40,7 +40,10 @@ async fn login_returns_refresh_token() {
 
     let pair = login_pair(&app, "alice", USER_PASSWORD).await;
 
-    assert!(pair["refresh_token"].as_str().is_some_and(|t| t.len() >= 32), "refresh token present: {pair}");
+    assert!(
+        pair["refresh_token"].as_str().is_some_and(|t| t.len() >= 32),
+        "refresh token present: {pair}"
+    );
     assert_eq!(pair["token_type"], "bearer");
 }
 
@@ -55,7 +58,10 @@ async fn refresh_rotates_token() {
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["cache-control"], "no-store");
     let next: Value = response.json().await.unwrap();
-    assert_ne!(next["refresh_token"], pair["refresh_token"], "a new refresh token is issued");
+    assert_ne!(
+        next["refresh_token"], pair["refresh_token"],
+        "a new refresh token is issued"
+    );
     let me = app.get("/auth/me", next["access_token"].as_str().unwrap()).await;
     assert_eq!(me.status(), 200, "the new access token works");
 }
@@ -91,7 +97,11 @@ async fn concurrent_refreshes_have_one_winner() {
     let (a, b) = tokio::join!(refresh(&app, &token), refresh(&app, &token));
 
     let statuses = [a.status().as_u16(), b.status().as_u16()];
-    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "exactly one winner: {statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "exactly one winner: {statuses:?}"
+    );
 }
 
 #[tokio::test]
@@ -117,7 +127,8 @@ async fn access_token_rejected_as_refresh_token() {
 async fn refresh_token_expires() {
     let app = TestApp::spawn_with(&[("JWT_REFRESH_EXPIRE_DAYS", "1")]).await;
     let pair = login_pair(&app, "admin", crate::helpers::ADMIN_PASSWORD).await;
-    app.clock.advance(chrono::Duration::days(1) + chrono::Duration::seconds(1));
+    app.clock
+        .advance(chrono::Duration::days(1) + chrono::Duration::seconds(1));
 
     let response = refresh(&app, pair["refresh_token"].as_str().unwrap()).await;
 
@@ -132,10 +143,18 @@ async fn logout_revokes_token_and_family() {
     let pair = login_pair(&app, "alice", USER_PASSWORD).await;
     let access = pair["access_token"].as_str().unwrap();
 
-    let response = app.request(Method::POST, "/auth/logout", Some(access)).send().await.unwrap();
+    let response = app
+        .request(Method::POST, "/auth/logout", Some(access))
+        .send()
+        .await
+        .unwrap();
 
     assert_eq!(response.status(), 204);
-    assert_eq!(app.get("/auth/me", access).await.status(), 401, "the access token is revoked");
+    assert_eq!(
+        app.get("/auth/me", access).await.status(),
+        401,
+        "the access token is revoked"
+    );
     let after = refresh(&app, pair["refresh_token"].as_str().unwrap()).await;
     assert_eq!(after.status(), 401, "the refresh family is revoked");
 }
@@ -149,7 +168,11 @@ async fn password_change_revokes_other_sessions() {
     let body = json!({"current_password": USER_PASSWORD, "new_password": "a brand new passphrase"});
 
     let response = app
-        .request(Method::POST, "/auth/password", Some(current["access_token"].as_str().unwrap()))
+        .request(
+            Method::POST,
+            "/auth/password",
+            Some(current["access_token"].as_str().unwrap()),
+        )
         .json(&body)
         .send()
         .await
@@ -157,9 +180,25 @@ async fn password_change_revokes_other_sessions() {
 
     assert_eq!(response.status(), 200);
     let fresh: Value = response.json().await.unwrap();
-    assert_eq!(app.get("/auth/me", fresh["access_token"].as_str().unwrap()).await.status(), 200, "the new token works");
-    assert_eq!(app.get("/auth/me", other["access_token"].as_str().unwrap()).await.status(), 401, "other access tokens are revoked");
-    assert_eq!(refresh(&app, other["refresh_token"].as_str().unwrap()).await.status(), 401, "other refresh tokens are revoked");
+    assert_eq!(
+        app.get("/auth/me", fresh["access_token"].as_str().unwrap())
+            .await
+            .status(),
+        200,
+        "the new token works"
+    );
+    assert_eq!(
+        app.get("/auth/me", other["access_token"].as_str().unwrap())
+            .await
+            .status(),
+        401,
+        "other access tokens are revoked"
+    );
+    assert_eq!(
+        refresh(&app, other["refresh_token"].as_str().unwrap()).await.status(),
+        401,
+        "other refresh tokens are revoked"
+    );
     login_pair(&app, "alice", "a brand new passphrase").await;
 }
 
@@ -169,7 +208,12 @@ async fn password_change_wrong_current_rejected() {
     let (_, token) = app.create_user("alice", &["user"]).await;
     let body = json!({"current_password": "not my password", "new_password": "a brand new passphrase"});
 
-    let response = app.request(Method::POST, "/auth/password", Some(&token)).json(&body).send().await.unwrap();
+    let response = app
+        .request(Method::POST, "/auth/password", Some(&token))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
 
     assert_eq!(response.status(), 401);
     assert_eq!(app.get("/auth/me", &token).await.status(), 200, "nothing was revoked");
@@ -181,21 +225,43 @@ async fn password_change_common_password_rejected() {
     let (_, token) = app.create_user("alice", &["user"]).await;
     let body = json!({"current_password": USER_PASSWORD, "new_password": "password123"});
 
-    let response = app.request(Method::POST, "/auth/password", Some(&token)).json(&body).send().await.unwrap();
+    let response = app
+        .request(Method::POST, "/auth/password", Some(&token))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
 
     assert_eq!(response.status(), 422);
 }
 
 /// Enrols `token`'s user in MFA; returns the base32 secret and recovery codes.
 async fn enrol(app: &TestApp, token: &str) -> (String, Vec<String>) {
-    let setup: Value = app.request(Method::POST, "/auth/mfa/setup", Some(token)).send().await.unwrap().json().await.unwrap();
+    let setup: Value = app
+        .request(Method::POST, "/auth/mfa/setup", Some(token))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let secret = setup["secret"].as_str().unwrap().to_string();
-    assert!(setup["otpauth_uri"].as_str().unwrap().starts_with("otpauth://totp/"), "{setup}");
+    assert!(
+        setup["otpauth_uri"].as_str().unwrap().starts_with("otpauth://totp/"),
+        "{setup}"
+    );
     let code = totp_now(app, &secret, 0);
-    let confirm = app.post_json("/auth/mfa/confirm", token, &json!({ "code": code })).await;
+    let confirm = app
+        .post_json("/auth/mfa/confirm", token, &json!({ "code": code }))
+        .await;
     assert_eq!(confirm.status(), 200, "confirm");
     let body: Value = confirm.json().await.unwrap();
-    let codes: Vec<String> = body["recovery_codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
+    let codes: Vec<String> = body["recovery_codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect();
     (secret, codes)
 }
 
@@ -207,15 +273,33 @@ async fn mfa_login_requires_code() {
     assert_eq!(codes.len(), 10, "ten recovery codes");
     app.clock.advance(chrono::Duration::seconds(30));
 
-    let without = app.client.post(app.url("/auth/login")).json(&json!({"username": "alice", "password": USER_PASSWORD})).send().await.unwrap();
+    let without = app
+        .client
+        .post(app.url("/auth/login"))
+        .json(&json!({"username": "alice", "password": USER_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(without.status(), 401);
     assert_eq!(problem_code(without).await, "mfa_required");
 
     let code = totp_now(&app, &secret, 0);
-    let with = app.client.post(app.url("/auth/login")).json(&json!({"username": "alice", "password": USER_PASSWORD, "totp_code": code})).send().await.unwrap();
+    let with = app
+        .client
+        .post(app.url("/auth/login"))
+        .json(&json!({"username": "alice", "password": USER_PASSWORD, "totp_code": code}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(with.status(), 200, "login with a TOTP code");
 
-    let replay = app.client.post(app.url("/auth/login")).json(&json!({"username": "alice", "password": USER_PASSWORD, "totp_code": code})).send().await.unwrap();
+    let replay = app
+        .client
+        .post(app.url("/auth/login"))
+        .json(&json!({"username": "alice", "password": USER_PASSWORD, "totp_code": code}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(replay.status(), 401, "the same code is not accepted twice");
 }
 
@@ -226,8 +310,20 @@ async fn mfa_recovery_code_single_use() {
     let (_, codes) = enrol(&app, &token).await;
     let body = json!({"username": "alice", "password": USER_PASSWORD, "recovery_code": codes[3]});
 
-    let first = app.client.post(app.url("/auth/login")).json(&body).send().await.unwrap();
-    let second = app.client.post(app.url("/auth/login")).json(&body).send().await.unwrap();
+    let first = app
+        .client
+        .post(app.url("/auth/login"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let second = app
+        .client
+        .post(app.url("/auth/login"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
 
     assert_eq!(first.status(), 200, "a recovery code signs in once");
     assert_eq!(second.status(), 401, "and never again");
@@ -238,9 +334,19 @@ async fn mfa_wrong_code_rejected() {
     let app = TestApp::spawn().await;
     let (_, token) = app.create_user("alice", &["user"]).await;
     let (secret, _) = enrol(&app, &token).await;
-    let wrong = if totp_now(&app, &secret, 5) == "000000" { "000001" } else { "000000" };
+    let wrong = if totp_now(&app, &secret, 5) == "000000" {
+        "000001"
+    } else {
+        "000000"
+    };
 
-    let response = app.client.post(app.url("/auth/login")).json(&json!({"username": "alice", "password": USER_PASSWORD, "totp_code": wrong})).send().await.unwrap();
+    let response = app
+        .client
+        .post(app.url("/auth/login"))
+        .json(&json!({"username": "alice", "password": USER_PASSWORD, "totp_code": wrong}))
+        .send()
+        .await
+        .unwrap();
 
     assert_eq!(response.status(), 401);
 }
@@ -252,10 +358,22 @@ async fn mfa_disable_needs_password_and_code() {
     let (secret, _) = enrol(&app, &token).await;
     app.clock.advance(chrono::Duration::seconds(30));
 
-    let wrong_password = app.post_json("/auth/mfa/disable", &token, &json!({"password": "nope nope nope", "code": totp_now(&app, &secret, 0)})).await;
+    let wrong_password = app
+        .post_json(
+            "/auth/mfa/disable",
+            &token,
+            &json!({"password": "nope nope nope", "code": totp_now(&app, &secret, 0)}),
+        )
+        .await;
     assert_eq!(wrong_password.status(), 401, "wrong password");
 
-    let response = app.post_json("/auth/mfa/disable", &token, &json!({"password": USER_PASSWORD, "code": totp_now(&app, &secret, 0)})).await;
+    let response = app
+        .post_json(
+            "/auth/mfa/disable",
+            &token,
+            &json!({"password": USER_PASSWORD, "code": totp_now(&app, &secret, 0)}),
+        )
+        .await;
     assert_eq!(response.status(), 204, "disabled");
     login_pair(&app, "alice", USER_PASSWORD).await;
 }
@@ -268,10 +386,18 @@ async fn mfa_required_role_limited_until_enrolled() {
     let blocked = app.get("/api/v1/registry/entries", &token).await;
     assert_eq!(blocked.status(), 403);
     assert_eq!(problem_code(blocked).await, "mfa_enrollment_required");
-    assert_eq!(app.get("/auth/me", &token).await.status(), 200, "/auth/me stays reachable");
+    assert_eq!(
+        app.get("/auth/me", &token).await.status(),
+        200,
+        "/auth/me stays reachable"
+    );
 
     enrol(&app, &token).await;
-    assert_eq!(app.get("/api/v1/registry/entries", &token).await.status(), 200, "enrolled users get through");
+    assert_eq!(
+        app.get("/api/v1/registry/entries", &token).await.status(),
+        200,
+        "enrolled users get through"
+    );
 }
 
 #[tokio::test]
@@ -284,8 +410,17 @@ async fn totp_secret_not_stored_in_plaintext() {
     let raw_secret = totp_rs::Secret::Encoded(secret.clone()).to_bytes().unwrap();
     for file in ["hyper_registry.db", "hyper_registry.db-wal", "audit.log"] {
         let bytes = std::fs::read(stopped.path().join(file)).unwrap_or_default();
-        assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "base32 secret in {file}");
-        assert!(!bytes.windows(raw_secret.len()).any(|w| w == raw_secret.as_slice()), "raw secret in {file}");
-        assert!(!bytes.windows(codes[0].len()).any(|w| w == codes[0].as_bytes()), "recovery code in {file}");
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "base32 secret in {file}"
+        );
+        assert!(
+            !bytes.windows(raw_secret.len()).any(|w| w == raw_secret.as_slice()),
+            "raw secret in {file}"
+        );
+        assert!(
+            !bytes.windows(codes[0].len()).any(|w| w == codes[0].as_bytes()),
+            "recovery code in {file}"
+        );
     }
 }
