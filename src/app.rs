@@ -19,6 +19,7 @@ use crate::ratelimit::{LocalRateLimiter, RateLimiter};
 use crate::registry::Registry;
 use crate::storage::{self, SharedStore};
 
+pub mod accounts;
 mod dev_secrets;
 pub mod roles;
 pub mod users;

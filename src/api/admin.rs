@@ -15,7 +15,8 @@ use super::cursor;
 use super::error::{ApiError, ApiResult};
 use super::extract::{Authenticated, Context, JsonBody};
 use super::query::QueryPairs;
-use crate::app::{create_user, users::whole_second_after, AppState, CreateUserError, NewUser};
+use crate::app::accounts::{change_account, AccountChange, AccountError};
+use crate::app::{create_user, AppState, CreateUserError, NewUser};
 use crate::audit::{AuditEvent, Severity, Status};
 use crate::auth::Principal;
 use crate::config::SecretString;
@@ -191,39 +192,15 @@ struct UpdateUserRequest {
     unlock: Option<bool>,
 }
 
-/// Whether `user` is an enabled holder of every permission (an administrator).
-fn is_active_admin(state: &AppState, user: &User) -> bool {
-    !user.disabled && state.auth.permissions_of(&user.roles).iter().any(|p| p.as_str() == "*")
-}
-
-/// Refuses a change that would leave no enabled administrator.
-async fn check_last_admin(state: &AppState, before: &User, after: &User) -> ApiResult<()> {
-    if !is_active_admin(state, before) || is_active_admin(state, after) {
-        return Ok(());
-    }
-    let mut cursor = None;
-    loop {
-        let page = state.store.list_users(cursor.as_ref(), 100).await?;
-        if page
-            .iter()
-            .any(|user| user.id != before.id && is_active_admin(state, user))
-        {
-            return Ok(());
-        }
-        match page.last() {
-            Some(last) if page.len() == 100 => {
-                cursor = Some(UserCursor {
-                    created_at: last.created_at,
-                    id: last.id,
-                })
-            }
-            _ => break,
+impl From<AccountError> for ApiError {
+    fn from(error: AccountError) -> Self {
+        match error {
+            AccountError::Invalid(message) => ApiError::InvalidParameter(message),
+            AccountError::Forbidden(message) => ApiError::Forbidden(message),
+            AccountError::LastAdmin => ApiError::Conflict("last_admin", error.to_string()),
+            AccountError::Storage(storage) => storage.into(),
         }
     }
-    Err(ApiError::Conflict(
-        "last_admin",
-        "the last active administrator cannot be disabled or demoted".into(),
-    ))
 }
 
 async fn update(
@@ -234,54 +211,14 @@ async fn update(
     JsonBody(body): JsonBody<UpdateUserRequest>,
 ) -> ApiResult<Json<Value>> {
     let principal = caller.require("users:admin")?;
-    let before = load_user(&state, &id).await?;
-    let mut user = before.clone();
+    let target = load_user(&state, &id).await?;
     let now = state.clock.now();
-    let mut changes = Vec::new();
-
-    if let Some(roles) = body.roles {
-        if user.id == principal.user_id {
-            return Err(ApiError::Forbidden("users cannot change their own roles".into()));
-        }
-        let known: Vec<String> = state.auth.roles().keys().cloned().collect();
-        if let Some(unknown) = roles.iter().find(|role| !known.contains(role)) {
-            return Err(ApiError::InvalidParameter(format!(
-                "unknown role `{}`",
-                unknown.chars().take(64).collect::<String>()
-            )));
-        }
-        check_can_grant(&state, &principal, &roles)?;
-        changes.push(format!("roles {:?} -> {:?}", user.roles, roles));
-        user.roles = roles;
-    }
-    if let Some(disabled) = body.disabled {
-        if disabled && user.id == principal.user_id {
-            return Err(ApiError::Forbidden("users cannot disable themselves".into()));
-        }
-        if disabled && !user.disabled {
-            // Every token issued so far stops working, and stays invalid
-            // after the account is enabled again.
-            user.tokens_valid_after = whole_second_after(now);
-        }
-        changes.push(format!("disabled {} -> {disabled}", user.disabled));
-        user.disabled = disabled;
-    }
-    if body.unlock == Some(true) {
-        user.locked_until = None;
-        user.failed_logins = 0;
-        changes.push("unlocked".into());
-    }
-    check_last_admin(&state, &before, &user).await?;
-
-    user.updated_at = now;
-    state.store.update_user(&user).await?;
-    audit_user_change(
-        &state,
-        &context,
-        &principal,
-        "user_updated",
-        format!("user {}: {}", user.id, changes.join(", ")),
-    )
-    .await?;
+    let change = AccountChange {
+        roles: body.roles,
+        disabled: body.disabled,
+        unlock: body.unlock == Some(true),
+    };
+    let (user, description) = change_account(&state.auth, &principal, target, change, now).await?;
+    audit_user_change(&state, &context, &principal, "user_updated", description).await?;
     Ok(Json(user_view(&user, now)))
 }

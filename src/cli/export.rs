@@ -29,7 +29,7 @@ pub(super) async fn run(args: ExportArgs, config: &Config) -> anyhow::Result<Exi
         .find_user_by_username(&config.admin_username)
         .await?
         .with_context(|| format!("no user `{}` (ADMIN_USERNAME)", config.admin_username))?;
-    let principal = super::operator_principal(&operator);
+    let principal = crate::app::accounts::operator_principal(operator.id, &operator.username);
 
     let mut out: Box<dyn Write> = match &args.output {
         Some(path) => Box::new(std::io::BufWriter::new(

@@ -5,6 +5,7 @@ mod audit;
 mod export;
 mod import;
 mod keys;
+mod roles;
 mod secret;
 mod users;
 
@@ -34,6 +35,9 @@ enum Command {
     /// Manages API keys.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Manages custom roles.
+    #[command(subcommand)]
+    Roles(roles::RolesCommand),
     /// Imports entries from a JSON Lines file (plain or .gz).
     Import(import::ImportArgs),
     /// Exports every entry as JSON Lines, in the import format.
@@ -78,6 +82,7 @@ pub fn main() -> ExitCode {
             Command::Serve => serve(config).await,
             Command::Users(command) => users::run(command, &config).await,
             Command::Keys(command) => keys::run(command, config).await,
+            Command::Roles(command) => roles::run(command, config).await,
             Command::Import(args) => import::run(args, &config).await,
             Command::Export(args) => export::run(args, &config).await,
             Command::Audit(audit::AuditCommand::Verify(args)) => Ok(audit::verify(&args, Some(&config))),
@@ -128,21 +133,4 @@ fn read_secret(path: Option<&std::path::Path>) -> anyhow::Result<crate::config::
         anyhow::bail!("no password given on standard input or in the file");
     }
     Ok(crate::config::SecretString::new(value))
-}
-
-/// A principal for CLI commands, acting as `user` with every permission.
-fn operator_principal(user: &crate::storage::User) -> crate::auth::Principal {
-    let everything = crate::rbac::PermissionSet::new(crate::rbac::Permission::parse("*").ok());
-    crate::auth::Principal {
-        user_id: user.id,
-        username: user.username.clone(),
-        roles: user.roles.clone(),
-        permissions: everything,
-        api_key_id: None,
-        rate_limit_per_minute: None,
-        mfa_enabled: user.mfa_enabled,
-        session: None,
-        mfa_enrollment_required: false,
-        api_key_in_grace_period: false,
-    }
 }

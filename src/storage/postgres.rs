@@ -359,6 +359,9 @@ async fn import_one(
 
 /// Builds the search statement: entries matching any term, ranked by the
 /// sum of saturated per-term `ts_rank_cd` scores (see [`TERM_SATURATION`]).
+///
+/// NOTE: unlike SQLite's `remove_diacritics 2` tokenizer, the 'simple'
+/// configuration keeps accents, so "cafe" does not find "café" here.
 fn search_query<'a>(terms: &[String], filter: &EntryFilter, offset: u32, limit: u32) -> QueryBuilder<'a, Postgres> {
     let mut query = QueryBuilder::<Postgres>::new(format!(
         "SELECT {ENTRY_COLUMNS}, scored.score FROM entries e \

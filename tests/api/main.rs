@@ -3,6 +3,7 @@
 
 mod audit;
 mod bad_input;
+mod cli;
 mod entries;
 mod helpers;
 mod http_framing;

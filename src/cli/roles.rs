@@ -1,0 +1,122 @@
+//! `roles list|create|delete`: custom roles from the command line, with the
+//! same validation as the admin API.
+
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::app::accounts::operator_principal;
+use crate::app::roles::{check_role_unused, effective_permissions, insert_role, validate_role, RoleDefinition};
+use crate::app::AppState;
+use crate::audit::{AuditEvent, Severity, Status};
+use crate::config::Config;
+
+#[derive(Subcommand)]
+pub(super) enum RolesCommand {
+    /// Lists built-in and custom roles with their effective permissions.
+    List,
+    /// Creates a custom role.
+    Create(CreateArgs),
+    /// Deletes a custom role that no user holds and no role inherits.
+    Delete(DeleteArgs),
+}
+
+#[derive(Args)]
+pub(super) struct CreateArgs {
+    /// Role name: a lowercase letter, then lowercase letters, digits, '_' or '-'.
+    name: String,
+    /// A permission the role grants; repeat for several.
+    #[arg(long = "permission")]
+    permissions: Vec<String>,
+    /// A role whose permissions this one inherits; repeat for several.
+    #[arg(long = "inherits")]
+    inherits: Vec<String>,
+    /// What the role is for.
+    #[arg(long)]
+    description: Option<String>,
+}
+
+#[derive(Args)]
+pub(super) struct DeleteArgs {
+    /// The role name.
+    name: String,
+}
+
+pub(super) async fn run(command: RolesCommand, config: Config) -> anyhow::Result<ExitCode> {
+    let (state, audit_thread) = AppState::build(config, None).await?;
+    let result = execute(command, &state).await;
+    state.audit.shutdown().await;
+    drop(state);
+    let _ = tokio::task::spawn_blocking(move || audit_thread.join()).await;
+    result
+}
+
+async fn audit(state: &AppState, event_type: &str, description: String) -> anyhow::Result<()> {
+    let event = AuditEvent::new(
+        state.clock.now(),
+        event_type,
+        event_type,
+        Status::Success,
+        Severity::Medium,
+    )
+    .description(format!("{description} (command line)"));
+    state
+        .audit
+        .record_durable(event)
+        .await
+        .map_err(|_| anyhow::anyhow!("the audit log could not be written after the change"))
+}
+
+async fn execute(command: RolesCommand, state: &AppState) -> anyhow::Result<ExitCode> {
+    let roles = state.auth.roles();
+    match command {
+        RolesCommand::List => {
+            let mut names: Vec<&String> = roles.keys().collect();
+            names.sort();
+            for role in names.iter().filter_map(|name| roles.get(*name)) {
+                let line = json!({
+                    "name": role.name,
+                    "builtin": role.builtin,
+                    "permissions": role.permissions,
+                    "inherits": role.inherits,
+                    "effective_permissions": effective_permissions(role, &roles).effective(),
+                });
+                println!("{line}");
+            }
+        }
+        RolesCommand::Create(args) => {
+            if roles.contains_key(&args.name) {
+                anyhow::bail!("a role named `{}` already exists", args.name);
+            }
+            let definition = RoleDefinition {
+                name: args.name,
+                description: args.description,
+                permissions: args.permissions,
+                inherits: args.inherits,
+            };
+            let role = validate_role(definition, &roles, &operator_principal(Uuid::nil(), "command line"))?;
+            insert_role(&state.store, &role, state.clock.now()).await?;
+            audit(
+                state,
+                "role_created",
+                format!("role {} created with {:?}", role.name, role.permissions),
+            )
+            .await?;
+            println!("created role {}", role.name);
+        }
+        RolesCommand::Delete(args) => {
+            match roles.get(&args.name) {
+                None => anyhow::bail!("no role named `{}`", args.name),
+                Some(role) if role.builtin => anyhow::bail!("built-in roles cannot be deleted"),
+                Some(_) => {}
+            }
+            check_role_unused(&state.store, &args.name, &roles).await?;
+            state.store.delete_role(&args.name).await?;
+            audit(state, "role_deleted", format!("role {} deleted", args.name)).await?;
+            println!("deleted role {}", args.name);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
