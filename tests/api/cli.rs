@@ -13,10 +13,22 @@ fn binary() -> Command {
 
 /// Runs the CLI on `data_dir` with the test's secrets, feeding `stdin`.
 fn run(data_dir: &std::path::Path, args: &[&str], stdin: &str) -> Output {
-    let mut child = binary()
-        .args(args)
-        .env_clear()
-        .env("DATA_DIR", data_dir)
+    run_with_database(data_dir, None, args, stdin)
+}
+
+/// Runs the CLI against the same database as the running `app`.
+fn run_on(app: &TestApp, args: &[&str], stdin: &str) -> Output {
+    let database_url = app.state.config.database_url.expose().to_string();
+    run_with_database(app.data_dir.path(), Some(&database_url), args, stdin)
+}
+
+fn run_with_database(data_dir: &std::path::Path, database_url: Option<&str>, args: &[&str], stdin: &str) -> Output {
+    let mut command = binary();
+    command.args(args).env_clear().env("DATA_DIR", data_dir);
+    if let Some(url) = database_url {
+        command.env("DATABASE_URL", url);
+    }
+    let mut child = command
         .env("ADMIN_PASSWORD", ADMIN_PASSWORD)
         .env("JWT_SECRET_KEY", JWT_SECRET)
         .env("LOG_LEVEL", "error")
@@ -106,9 +118,8 @@ fn users_create_rejects_common_password() {
 async fn users_disable_stops_login() {
     let app = TestApp::spawn().await;
     app.create_user("dave", &["user"]).await;
-    let data = app.data_dir.path().to_path_buf();
 
-    let output = run(&data, &["users", "disable", "dave"], "");
+    let output = run_on(&app, &["users", "disable", "dave"], "");
 
     assert!(output.status.success(), "{}", text(&output.stderr));
     let response = app
@@ -124,9 +135,8 @@ async fn users_disable_stops_login() {
 #[tokio::test]
 async fn users_set_roles_refuses_last_admin_demotion() {
     let app = TestApp::spawn().await;
-    let data = app.data_dir.path().to_path_buf();
 
-    let output = run(&data, &["users", "set-roles", "admin", "--role", "viewer"], "");
+    let output = run_on(&app, &["users", "set-roles", "admin", "--role", "viewer"], "");
 
     assert!(!output.status.success(), "the last administrator stays");
     assert!(
@@ -139,10 +149,9 @@ async fn users_set_roles_refuses_last_admin_demotion() {
 #[tokio::test]
 async fn keys_create_then_revoke() {
     let app = TestApp::spawn().await;
-    let data = app.data_dir.path().to_path_buf();
 
-    let created = run(
-        &data,
+    let created = run_on(
+        &app,
         &[
             "keys",
             "create",
@@ -167,7 +176,7 @@ async fn keys_create_then_revoke() {
     assert_eq!(with_key.status(), 200, "the printed key works");
 
     let key_id = key.split('_').nth(1).unwrap().to_string();
-    let revoked = run(&data, &["keys", "revoke", &key_id], "");
+    let revoked = run_on(&app, &["keys", "revoke", &key_id], "");
     assert!(revoked.status.success(), "{}", text(&revoked.stderr));
     // The CLI stamps the revocation with the wall clock, which runs ahead of
     // the server's paused test clock.
@@ -185,10 +194,9 @@ async fn keys_create_then_revoke() {
 #[tokio::test]
 async fn roles_create_and_list() {
     let app = TestApp::spawn().await;
-    let data = app.data_dir.path().to_path_buf();
 
-    let created = run(
-        &data,
+    let created = run_on(
+        &app,
         &[
             "roles",
             "create",
@@ -203,10 +211,10 @@ async fn roles_create_and_list() {
         "",
     );
     assert!(created.status.success(), "{}", text(&created.stderr));
-    let cycle = run(&data, &["roles", "create", "loop", "--inherits", "loop"], "");
+    let cycle = run_on(&app, &["roles", "create", "loop", "--inherits", "loop"], "");
     assert!(!cycle.status.success(), "an unknown or cyclic parent is refused");
 
-    let listed = run(&data, &["roles", "list"], "");
+    let listed = run_on(&app, &["roles", "list"], "");
     assert!(
         text(&listed.stdout).contains("\"name\":\"data_analyst\""),
         "{}",

@@ -54,6 +54,9 @@ impl TestApp {
                 std::env::var("TEST_LOG_LEVEL").unwrap_or_else(|_| "error".into()),
             ),
         ];
+        if let Some(url) = postgres_schema_url().await {
+            vars.push(("DATABASE_URL".into(), url));
+        }
         for (name, value) in overrides {
             vars.retain(|(existing, _)| existing != name);
             vars.push((name.to_string(), value.to_string()));
@@ -235,4 +238,28 @@ pub async fn list_all_entries(app: &TestApp, token: &str) -> Vec<Value> {
             None => return items,
         }
     }
+}
+
+/// With `TEST_BACKEND=postgres`, a URL for a fresh schema on the
+/// `TEST_DATABASE_URL` server, so that the whole HTTP suite runs on
+/// PostgreSQL with each test isolated; `None` otherwise (SQLite).
+async fn postgres_schema_url() -> Option<String> {
+    if std::env::var("TEST_BACKEND").ok()?.as_str() != "postgres" {
+        return None;
+    }
+    let base_url = std::env::var("TEST_DATABASE_URL").expect("TEST_BACKEND=postgres needs TEST_DATABASE_URL");
+    let admin = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&base_url)
+        .await
+        .unwrap_or_else(|error| panic!("TEST_DATABASE_URL cannot be reached: {error}"));
+    // Identifiers cannot be bound; the name is made of a UUID's hex digits.
+    let name = format!("h_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(&format!("CREATE SCHEMA \"{name}\""))
+        .execute(&admin)
+        .await
+        .expect("test schema created");
+    admin.close().await;
+    let separator = if base_url.contains('?') { '&' } else { '?' };
+    Some(format!("{base_url}{separator}options=-csearch_path%3D{name}"))
 }
