@@ -237,32 +237,34 @@ impl Authenticator {
         factor: SecondFactor<'_>,
         now: DateTime<Utc>,
     ) -> Result<(), AuthError> {
-        let Some(mut record) = self.store.find_mfa(user.id).await? else {
+        let Some(stored) = self.store.find_mfa(user.id).await? else {
             return Err(AuthError::InvalidMfaCode);
         };
+        let mut next = stored.clone();
         if let Some(code) = factor.totp_code {
-            let secret = self.decrypt_totp(user.id, record.secret.as_deref())?;
-            let step =
-                verify_code(&secret, code, now.timestamp(), record.last_step).ok_or(AuthError::InvalidMfaCode)?;
-            record.last_step = step;
-            self.store.save_mfa(&record).await?;
-            return Ok(());
-        }
-        if let Some(code) = factor.recovery_code {
-            let before = record.recovery_codes.len();
+            let secret = self.decrypt_totp(user.id, stored.secret.as_deref())?;
+            next.last_step =
+                verify_code(&secret, code, now.timestamp(), stored.last_step).ok_or(AuthError::InvalidMfaCode)?;
+        } else if let Some(code) = factor.recovery_code {
             let hashes: Vec<String> = self
                 .peppers
                 .iter()
                 .map(|pepper| hash_recovery_code(pepper, code))
                 .collect();
-            record.recovery_codes.retain(|stored| !hashes.contains(stored));
-            if record.recovery_codes.len() == before {
+            next.recovery_codes.retain(|hash| !hashes.contains(hash));
+            if next.recovery_codes.len() == stored.recovery_codes.len() {
                 return Err(AuthError::InvalidMfaCode);
             }
-            self.store.save_mfa(&record).await?;
-            return Ok(());
+        } else {
+            return Err(AuthError::MfaRequired);
         }
-        Err(AuthError::MfaRequired)
+
+        // Conditional on nothing having changed since the read, so a code
+        // sent by two racing requests is accepted by one of them only.
+        if !self.store.consume_mfa(&stored, &next).await? {
+            return Err(AuthError::InvalidMfaCode);
+        }
+        Ok(())
     }
 
     fn decrypt_totp(&self, user_id: Uuid, ciphertext: Option<&[u8]>) -> Result<Vec<u8>, AuthError> {

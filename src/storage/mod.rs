@@ -109,6 +109,10 @@ pub trait Store: Send + Sync + 'static {
     /// Inserts or replaces a user's MFA state.
     async fn save_mfa(&self, record: &MfaRecord) -> StorageResult<()>;
     async fn delete_mfa(&self, user_id: Uuid) -> StorageResult<()>;
+    /// Writes `next`'s recovery codes and last TOTP step only if the stored
+    /// ones still equal `previous`'s; returns whether it did, so that a code
+    /// raced by two requests is accepted once.
+    async fn consume_mfa(&self, previous: &MfaRecord, next: &MfaRecord) -> StorageResult<bool>;
 
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> StorageResult<()>;
     async fn find_api_key(&self, id: &str) -> StorageResult<Option<ApiKeyRecord>>;

@@ -812,6 +812,22 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    async fn consume_mfa(&self, previous: &MfaRecord, next: &MfaRecord) -> StorageResult<bool> {
+        let result = sqlx::query(
+            "UPDATE user_mfa SET recovery_codes = $1, last_step = $2 \
+             WHERE user_id = $3 AND recovery_codes = $4 AND last_step = $5",
+        )
+        .bind(Json(&next.recovery_codes))
+        .bind(next.last_step)
+        .bind(previous.user_id)
+        .bind(Json(&previous.recovery_codes))
+        .bind(previous.last_step)
+        .execute(&self.pool)
+        .await
+        .map_err(classify_postgres)?;
+        Ok(result.rows_affected() == 1)
+    }
+
     async fn delete_mfa(&self, user_id: Uuid) -> StorageResult<()> {
         sqlx::query("DELETE FROM user_mfa WHERE user_id = $1")
             .bind(user_id)

@@ -685,6 +685,22 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn consume_mfa(&self, previous: &MfaRecord, next: &MfaRecord) -> StorageResult<bool> {
+        let result = sqlx::query(
+            "UPDATE user_mfa SET recovery_codes = ?, last_step = ? \
+             WHERE user_id = ? AND recovery_codes = ? AND last_step = ?",
+        )
+        .bind(to_json(&next.recovery_codes))
+        .bind(next.last_step)
+        .bind(previous.user_id.to_string())
+        .bind(to_json(&previous.recovery_codes))
+        .bind(previous.last_step)
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(result.rows_affected() == 1)
+    }
+
     async fn delete_mfa(&self, user_id: Uuid) -> StorageResult<()> {
         sqlx::query("DELETE FROM user_mfa WHERE user_id = ?")
             .bind(user_id.to_string())

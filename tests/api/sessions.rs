@@ -424,3 +424,37 @@ async fn totp_secret_not_stored_in_plaintext() {
         );
     }
 }
+
+#[tokio::test]
+async fn mfa_confirm_code_not_replayed_at_login() {
+    let app = TestApp::spawn().await;
+    let (_, token) = app.create_user("alice", &["user"]).await;
+    let (secret, _) = enrol(&app, &token).await;
+    let confirm_code = totp_now(&app, &secret, 0);
+
+    let body = json!({"username": "alice", "password": USER_PASSWORD, "totp_code": confirm_code});
+    let response = app
+        .client
+        .post(app.url("/auth/login"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), 401, "the code that confirmed set-up is spent");
+}
+
+#[tokio::test]
+async fn mfa_racing_logins_accept_code_once() {
+    let app = TestApp::spawn().await;
+    let (_, token) = app.create_user("alice", &["user"]).await;
+    let (secret, _) = enrol(&app, &token).await;
+    app.clock.advance(chrono::Duration::seconds(30));
+    let body = json!({"username": "alice", "password": USER_PASSWORD, "totp_code": totp_now(&app, &secret, 0)});
+
+    let attempts = (0..4).map(|_| app.client.post(app.url("/auth/login")).json(&body).send());
+    let responses = futures::future::join_all(attempts).await;
+
+    let accepted = responses.iter().filter(|r| r.as_ref().unwrap().status() == 200).count();
+    assert_eq!(accepted, 1, "one code, one login");
+}
