@@ -15,6 +15,8 @@ use crate::clock::{Clock, SystemClock};
 
 use crate::config::{Config, SecretString};
 use crate::crypto::{hmac_sha256, AesGcmCipher, Cipher};
+use crate::events::{EventBus, RedisLink};
+use crate::ratelimit::redis::RedisRateLimiter;
 use crate::ratelimit::{LocalRateLimiter, RateLimiter};
 use crate::registry::Registry;
 use crate::storage::{self, SharedStore};
@@ -72,6 +74,8 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     pub registry: Registry,
     pub rate_limiter: Arc<dyn RateLimiter>,
+    /// The Redis connection when `REDIS_URL` is set.
+    pub redis: Option<Arc<RedisLink>>,
     pub audit: AuditLog,
     pub clock: Arc<dyn Clock>,
     /// Key for signing pagination cursors, so a client cannot forge one.
@@ -216,12 +220,36 @@ impl AppState {
             b"hyper-registry cursor key",
         );
 
+        let auth = Arc::new(auth);
+
+        // With Redis, rate limits are shared and changes are announced to
+        // every instance; without it, this instance works on its own.
+        let (rate_limiter, redis): (Arc<dyn RateLimiter>, Option<Arc<RedisLink>>) = match &config.redis_url {
+            Some(url) => {
+                let client = redis::Client::open(url.expose()).context("REDIS_URL is not a valid Redis URL")?;
+                let link = Arc::new(RedisLink::new(client));
+                let bus = EventBus::new(link.clone(), &config.redis_key_prefix);
+                tokio::spawn(EventBus::subscribe(
+                    link.client().clone(),
+                    bus.channel().to_string(),
+                    auth.clone(),
+                ));
+                auth.set_event_bus(bus);
+                (
+                    Arc::new(RedisRateLimiter::new(link.clone(), &config.redis_key_prefix)),
+                    Some(link),
+                )
+            }
+            None => (Arc::new(LocalRateLimiter::new()), None),
+        };
+
         let state = AppState {
             config: Arc::new(config),
             store: core.store,
-            auth: Arc::new(auth),
+            auth,
             registry: core.registry,
-            rate_limiter: Arc::new(LocalRateLimiter::new()),
+            rate_limiter,
+            redis,
             audit,
             clock,
             cursor_key: Arc::new(cursor_key),

@@ -25,6 +25,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod events;
 pub mod ratelimit;
 pub mod rbac;
 pub mod registry;

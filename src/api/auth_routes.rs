@@ -101,14 +101,17 @@ async fn login(
     // many addresses faster than from one.
     let per_minute = state.config.login_rate_limit_per_minute;
     let username_key = format!("login-user:{}", body.username.to_lowercase());
-    let decision = state.rate_limiter.check(
-        &username_key,
-        Limit {
-            per_minute,
-            burst: per_minute,
-        },
-        state.clock.now(),
-    );
+    let decision = state
+        .rate_limiter
+        .check(
+            &username_key,
+            Limit {
+                per_minute,
+                burst: per_minute,
+            },
+            state.clock.now(),
+        )
+        .await;
     if !decision.allowed {
         return Err(ApiError::RateLimited {
             retry_after_seconds: decision.retry_after_seconds,

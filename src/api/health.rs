@@ -20,16 +20,30 @@ async fn health() -> Json<Value> {
 async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let database = state.store.ping().await.is_ok();
     let audit = state.audit.is_healthy();
+    // A Redis outage degrades the instance (per-instance rate limits) but
+    // does not take it out of the load balancer.
+    let redis = match &state.redis {
+        None => "not_configured",
+        Some(link) if link.ping().await && state.rate_limiter.is_healthy() => "ok",
+        Some(_) => "unavailable",
+    };
     let status = if database {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
+    let overall = if !database {
+        "unavailable"
+    } else if audit && redis != "unavailable" {
+        "ready"
+    } else {
+        "degraded"
+    };
     let body = json!({
-        "status": if database && audit { "ready" } else if database { "degraded" } else { "unavailable" },
+        "status": overall,
         "checks": {
             "database": if database { "ok" } else { "unavailable" },
-            "redis": "not_configured",
+            "redis": redis,
             "audit_log": if audit { "ok" } else { "unavailable" },
         }
     });

@@ -295,7 +295,7 @@ async fn handle(state: AppState, request_id: String, request: &mut Request, next
             Some(_) if path != "/auth/login" => bucket,
             _ => format!("{bucket}:{}", context.client_ip),
         };
-        let taken = state.rate_limiter.check(&key, limit, state.clock.now());
+        let taken = state.rate_limiter.check(&key, limit, state.clock.now()).await;
         decision = Some(taken);
         if !taken.allowed {
             ApiError::RateLimited {

@@ -140,7 +140,7 @@ async fn create_role(
     };
     let role = validate_role(definition, &roles, &principal)?;
     insert_role(&state.store, &role, state.clock.now()).await?;
-    state.auth.reload_roles().await?;
+    state.auth.roles_changed().await?;
     audit_role_change(
         &state,
         &context,
@@ -181,7 +181,7 @@ async fn replace_role(
     if !state.store.update_role(&role, state.clock.now()).await? {
         return Err(RoleError::NotFound.into());
     }
-    state.auth.reload_roles().await?;
+    state.auth.roles_changed().await?;
     audit_role_change(
         &state,
         &context,
@@ -210,7 +210,7 @@ async fn delete_role(
     }
     check_role_unused(&state.store, &name, &roles).await?;
     state.store.delete_role(&name).await?;
-    state.auth.reload_roles().await?;
+    state.auth.roles_changed().await?;
     audit_role_change(
         &state,
         &context,

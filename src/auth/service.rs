@@ -104,6 +104,8 @@ pub struct Authenticator {
     /// `jti`s of access tokens revoked before expiry, loaded at start and
     /// added to on logout, so the per-request check needs no database read.
     pub(super) revoked_tokens: RwLock<HashSet<String>>,
+    /// Where changes are announced to other instances; unset without Redis.
+    pub(super) events: std::sync::OnceLock<crate::events::EventBus>,
     roles: RwLock<Arc<HashMap<String, Role>>>,
     unknown_failures: UnknownUserFailures,
     key_usage: Mutex<HashMap<String, DateTime<Utc>>>,
@@ -131,6 +133,7 @@ impl Authenticator {
             settings,
             cipher,
             revoked_tokens: RwLock::new(revoked.into_iter().collect()),
+            events: std::sync::OnceLock::new(),
             roles: RwLock::new(Arc::new(HashMap::new())),
             unknown_failures: UnknownUserFailures::default(),
             key_usage: Mutex::new(HashMap::new()),
@@ -152,6 +155,52 @@ impl Authenticator {
             *guard = Arc::new(roles);
         }
         Ok(())
+    }
+
+    /// Connects the authenticator to the other instances.
+    pub fn set_event_bus(&self, bus: crate::events::EventBus) {
+        let _ = self.events.set(bus);
+    }
+
+    /// Reloads the roles after a change here and tells the other instances.
+    ///
+    /// # Errors
+    /// Fails when the roles cannot be read.
+    pub async fn roles_changed(&self) -> Result<(), AuthError> {
+        self.reload_roles().await?;
+        if let Some(bus) = self.events.get() {
+            bus.publish(&crate::events::ClusterEvent::RolesChanged).await;
+        }
+        Ok(())
+    }
+
+    /// Applies a change announced by an instance (possibly this one).
+    pub async fn apply_event(&self, event: &crate::events::ClusterEvent) {
+        match event {
+            crate::events::ClusterEvent::TokenRevoked { jti } => {
+                if let Ok(mut revoked) = self.revoked_tokens.write() {
+                    revoked.insert(jti.clone());
+                }
+            }
+            crate::events::ClusterEvent::RolesChanged => {
+                if let Err(error) = self.reload_roles().await {
+                    tracing::warn!(error = %error, "could not reload roles after a change elsewhere");
+                }
+            }
+        }
+    }
+
+    /// Re-reads revoked tokens and roles, for an instance that may have
+    /// missed announcements while disconnected.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn reload_shared_state(&self) -> Result<(), AuthError> {
+        let revoked = self.store.list_revoked_tokens(self.clock.now()).await?;
+        if let Ok(mut set) = self.revoked_tokens.write() {
+            set.extend(revoked);
+        }
+        self.reload_roles().await
     }
 
     /// The known roles, built-in and custom.

@@ -181,6 +181,12 @@ impl Authenticator {
         if let Ok(mut revoked) = self.revoked_tokens.write() {
             revoked.insert(session.jti.clone());
         }
+        if let Some(bus) = self.events.get() {
+            bus.publish(&crate::events::ClusterEvent::TokenRevoked {
+                jti: session.jti.clone(),
+            })
+            .await;
+        }
         if let Some(family) = &session.family_id {
             self.store.revoke_refresh_family(family, now).await?;
         }

@@ -45,6 +45,11 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// `DATABASE_URL`, default `sqlite://$DATA_DIR/hyper_registry.db`.
     pub database_url: SecretString,
+    /// `REDIS_URL`: shared rate limits and change announcements when set.
+    pub redis_url: Option<SecretString>,
+    /// `REDIS_KEY_PREFIX`, default `hyper-registry`: namespaces every key and
+    /// channel, so that several deployments can share one Redis.
+    pub redis_key_prefix: String,
     /// `JWT_SECRET_KEY`: `None` means a development key is generated.
     pub jwt_secret_key: Option<SecretString>,
     /// `JWT_SECRET_KEY_PREVIOUS`: older keys still accepted for verification.
@@ -143,6 +148,20 @@ impl Config {
             .unwrap_or_else(|| format!("sqlite://{}/hyper_registry.db", data_dir.display()));
         validate_database_url(&database_url)?;
 
+        let redis_url = vars.secret("REDIS_URL");
+        if let Some(url) = &redis_url {
+            let scheme_ok = ["redis://", "rediss://", "redis+unix://", "unix://"]
+                .iter()
+                .any(|scheme| url.expose().starts_with(scheme));
+            if !scheme_ok {
+                return Err(ConfigError {
+                    variable: "REDIS_URL",
+                    problem: "unsupported scheme".into(),
+                    fix: "use redis://HOST:PORT[/DB] or rediss:// for TLS".into(),
+                });
+            }
+        }
+
         let jwt_secret_key = vars.secret("JWT_SECRET_KEY");
         if let Some(key) = &jwt_secret_key {
             validate_jwt_key("JWT_SECRET_KEY", key)?;
@@ -222,6 +241,8 @@ impl Config {
             bind_address,
             data_dir,
             database_url: SecretString::new(database_url),
+            redis_url,
+            redis_key_prefix: vars.get("REDIS_KEY_PREFIX").unwrap_or_else(|| "hyper-registry".into()),
             jwt_secret_key,
             jwt_secret_key_previous,
             jwt_expire_minutes: vars.number("JWT_EXPIRE_MINUTES", 60, 1, 24 * 60)?,

@@ -247,7 +247,17 @@ async fn postgres_schema_url() -> Option<String> {
     if std::env::var("TEST_BACKEND").ok()?.as_str() != "postgres" {
         return None;
     }
-    let base_url = std::env::var("TEST_DATABASE_URL").expect("TEST_BACKEND=postgres needs TEST_DATABASE_URL");
+    Some(
+        fresh_postgres_schema_url()
+            .await
+            .expect("TEST_BACKEND=postgres needs TEST_DATABASE_URL"),
+    )
+}
+
+/// A URL for a new, empty schema on the `TEST_DATABASE_URL` server, or
+/// `None` when that variable is unset.
+pub async fn fresh_postgres_schema_url() -> Option<String> {
+    let base_url = std::env::var("TEST_DATABASE_URL").ok()?;
     let admin = sqlx::postgres::PgPoolOptions::new()
         .max_connections(1)
         .connect(&base_url)

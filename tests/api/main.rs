@@ -4,6 +4,7 @@
 mod audit;
 mod bad_input;
 mod cli;
+mod cluster;
 mod entries;
 mod helpers;
 mod http_framing;

@@ -1,8 +1,11 @@
 //! Token-bucket rate limiting per client.
 //!
 //! A bucket holds up to `burst` tokens and refills at `per_minute / 60` tokens
-//! a second; each request takes one. [`RateLimiter`] is the seam for a shared
-//! (Redis) implementation; [`LocalRateLimiter`] keeps buckets in this process.
+//! a second; each request takes one. [`LocalRateLimiter`] keeps buckets in
+//! this process; [`redis::RedisRateLimiter`] keeps them in Redis, so that
+//! every instance draws from one bucket per client.
+
+pub mod redis;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -30,9 +33,16 @@ pub struct Decision {
     pub retry_after_seconds: u64,
 }
 
+#[async_trait::async_trait]
 pub trait RateLimiter: Send + Sync {
     /// Takes one token from the bucket named `key`.
-    fn check(&self, key: &str, limit: Limit, now: DateTime<Utc>) -> Decision;
+    async fn check(&self, key: &str, limit: Limit, now: DateTime<Utc>) -> Decision;
+
+    /// Whether the limiter works as configured; a shared limiter that fell
+    /// back to per-instance buckets reports `false`.
+    fn is_healthy(&self) -> bool {
+        true
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -62,25 +72,37 @@ fn refill(bucket: Bucket, limit: Limit, now_micros: i64) -> f64 {
     (bucket.tokens + elapsed * rate_per_micro).min(f64::from(limit.burst))
 }
 
-/// Decides one request against a bucket; shared by every implementation so
-/// that local and shared limiting round the same way.
+/// Decides one request against a bucket holding `tokens`; shared by every
+/// implementation so that local and shared limiting round the same way.
 pub fn take_token(tokens: f64, limit: Limit) -> (f64, Decision) {
-    let rate_per_second = f64::from(limit.per_minute) / 60.0;
     let allowed = tokens >= 1.0;
     let left = if allowed { tokens - 1.0 } else { tokens };
+    (left, decision(allowed, left, limit))
+}
+
+/// The headers' view of a bucket with `left` tokens after the decision.
+pub fn decision(allowed: bool, left: f64, limit: Limit) -> Decision {
+    let rate_per_second = f64::from(limit.per_minute) / 60.0;
     let seconds_until = |target: f64| ((target - left).max(0.0) / rate_per_second).ceil() as u64;
-    let decision = Decision {
+    Decision {
         allowed,
         limit: limit.per_minute,
         remaining: left.floor().max(0.0) as u32,
         reset_seconds: seconds_until(f64::from(limit.burst)),
         retry_after_seconds: if allowed { 0 } else { seconds_until(1.0).max(1) },
-    };
-    (left, decision)
+    }
 }
 
+#[async_trait::async_trait]
 impl RateLimiter for LocalRateLimiter {
-    fn check(&self, key: &str, limit: Limit, now: DateTime<Utc>) -> Decision {
+    async fn check(&self, key: &str, limit: Limit, now: DateTime<Utc>) -> Decision {
+        self.check_now(key, limit, now)
+    }
+}
+
+impl LocalRateLimiter {
+    /// The synchronous decision, also used as the shared limiter's fallback.
+    pub fn check_now(&self, key: &str, limit: Limit, now: DateTime<Utc>) -> Decision {
         let now_micros = now.timestamp_micros();
         let mut buckets = match self.buckets.lock() {
             Ok(guard) => guard,
@@ -118,9 +140,9 @@ mod tests {
     fn burst_then_reject() {
         let limiter = LocalRateLimiter::new();
         let now = Utc::now();
-        let remaining: Vec<u32> = (0..3).map(|_| limiter.check("k", LIMIT, now).remaining).collect();
+        let remaining: Vec<u32> = (0..3).map(|_| limiter.check_now("k", LIMIT, now).remaining).collect();
         assert_eq!(remaining, vec![2, 1, 0]);
-        let rejected = limiter.check("k", LIMIT, now);
+        let rejected = limiter.check_now("k", LIMIT, now);
         assert!(!rejected.allowed);
         assert_eq!(rejected.remaining, 0);
         assert_eq!(rejected.retry_after_seconds, 1);
@@ -131,20 +153,24 @@ mod tests {
         let limiter = LocalRateLimiter::new();
         let now = Utc::now();
         for _ in 0..3 {
-            limiter.check("k", LIMIT, now);
+            limiter.check_now("k", LIMIT, now);
         }
-        assert!(!limiter.check("k", LIMIT, now).allowed);
-        assert!(limiter.check("k", LIMIT, now + chrono::Duration::seconds(1)).allowed);
+        assert!(!limiter.check_now("k", LIMIT, now).allowed);
+        assert!(
+            limiter
+                .check_now("k", LIMIT, now + chrono::Duration::seconds(1))
+                .allowed
+        );
     }
 
     #[test]
     fn reset_is_seconds_until_full() {
         let limiter = LocalRateLimiter::new();
         let now = Utc::now();
-        let decision = limiter.check("k", LIMIT, now);
+        let decision = limiter.check_now("k", LIMIT, now);
         assert_eq!(decision.reset_seconds, 1);
-        limiter.check("k", LIMIT, now);
-        assert_eq!(limiter.check("k", LIMIT, now).reset_seconds, 3);
+        limiter.check_now("k", LIMIT, now);
+        assert_eq!(limiter.check_now("k", LIMIT, now).reset_seconds, 3);
     }
 
     #[test]
@@ -152,8 +178,8 @@ mod tests {
         let limiter = LocalRateLimiter::new();
         let now = Utc::now();
         for _ in 0..3 {
-            limiter.check("a", LIMIT, now);
+            limiter.check_now("a", LIMIT, now);
         }
-        assert!(limiter.check("b", LIMIT, now).allowed);
+        assert!(limiter.check_now("b", LIMIT, now).allowed);
     }
 }
