@@ -153,7 +153,7 @@ fn classify_auth(error: &AuthError) -> (StatusCode, &'static str, &'static str) 
             "MFA enrolment required",
         ),
         AccountLocked { .. } => (StatusCode::LOCKED, "account_locked", "Account locked"),
-        Storage(StorageError::Unavailable(_)) => (
+        Storage(StorageError::Unavailable(_)) | Unavailable => (
             StatusCode::SERVICE_UNAVAILABLE,
             "database_unavailable",
             "Service unavailable",

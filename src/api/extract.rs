@@ -12,6 +12,7 @@ use super::error::{ApiError, ApiResult};
 use crate::app::AppState;
 use crate::auth::{AuthError, Principal};
 use crate::registry::FieldError;
+use crate::storage::StorageError;
 
 /// The authenticated caller. Rejects with 401 when the request carried no
 /// valid credentials.
@@ -49,6 +50,7 @@ fn copy_auth_error(error: &AuthError) -> AuthError {
         AuthError::ApiKeyRevoked => AuthError::ApiKeyRevoked,
         AuthError::ApiKeyExpired => AuthError::ApiKeyExpired,
         AuthError::MissingCredentials => AuthError::MissingCredentials,
+        AuthError::Storage(StorageError::Unavailable(_)) | AuthError::Unavailable => AuthError::Unavailable,
         AuthError::Storage(_) | AuthError::Internal(_) => {
             AuthError::Internal(anyhow::anyhow!("authentication failed: {error}"))
         }

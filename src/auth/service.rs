@@ -44,6 +44,10 @@ pub enum AuthError {
     MfaEnrollmentRequired,
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// The database could not be reached while authenticating (the cause
+    /// was logged where it happened).
+    #[error("database unavailable")]
+    Unavailable,
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }

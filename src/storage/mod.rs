@@ -144,9 +144,13 @@ pub async fn connect(database_url: &str) -> StorageResult<SharedStore> {
 /// Maps a sqlx error to the storage error a caller can act on.
 pub(crate) fn classify(error: sqlx::Error) -> StorageError {
     match &error {
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
-            StorageError::Unavailable(error)
-        }
+        // A connection cut mid-conversation surfaces as a protocol error.
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => StorageError::Unavailable(error),
         sqlx::Error::Database(db) if db.is_unique_violation() => StorageError::Conflict {
             constraint: constraint_name(db.message()),
         },

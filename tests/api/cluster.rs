@@ -50,7 +50,7 @@ impl ServerProcess {
             .env("LOGIN_RATE_LIMIT_PER_MINUTE", "10000")
             .env("LOG_LEVEL", "warn")
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stderr(std::fs::File::create(data_dir.path().join("server.log")).unwrap());
         for (name, value) in shared {
             command.env(name, value);
         }
@@ -71,6 +71,11 @@ impl ServerProcess {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         panic!("server on port {port} did not start within 30 s");
+    }
+
+    /// What the server wrote to standard error, for failure messages.
+    fn log(&self) -> String {
+        std::fs::read_to_string(self._data_dir.path().join("server.log")).unwrap_or_default()
     }
 
     fn url(&self, path: &str) -> String {
@@ -328,4 +333,91 @@ async fn unreachable_database_stops_startup() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("DATABASE_URL"), "names the variable: {stderr}");
     assert!(!stderr.contains("hunter2"), "never echoes the password: {stderr}");
+}
+
+/// Forwards TCP connections from a local port to `target` until stopped,
+/// standing in for the network path to the database.
+struct Forwarder {
+    port: u16,
+    task: tokio::task::JoinHandle<()>,
+    connections: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Forwarder {
+    async fn start(port: u16, target: String) -> Forwarder {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connections: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>> = Default::default();
+        let tracked = connections.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let target = target.clone();
+                let connection = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                tracked.lock().unwrap().push(connection);
+            }
+        });
+        Forwarder {
+            port,
+            task,
+            connections,
+        }
+    }
+
+    /// Closes the listener and every forwarded connection: a database outage.
+    fn stop(self) -> u16 {
+        self.task.abort();
+        for connection in self.connections.lock().unwrap().drain(..) {
+            connection.abort();
+        }
+        self.port
+    }
+}
+
+#[tokio::test]
+async fn database_outage_gives_503_then_recovers() {
+    let Some(schema_url) = fresh_postgres_schema_url().await else {
+        eprintln!("skipped: TEST_DATABASE_URL is not set");
+        return;
+    };
+    let forwarder = Forwarder::start(0, "127.0.0.1:5432".to_string()).await;
+    let proxied_url = schema_url.replacen("127.0.0.1:5432", &format!("127.0.0.1:{}", forwarder.port), 1);
+    assert_ne!(proxied_url, schema_url, "TEST_DATABASE_URL names 127.0.0.1:5432");
+    let server = ServerProcess::start(&[("DATABASE_URL".to_string(), proxied_url)], &[]).await;
+    let token = login(&server, "admin", ADMIN_PASSWORD).await;
+    let client = reqwest::Client::new();
+
+    let port = forwarder.stop();
+    let during = client
+        .post(server.url("/api/v1/registry/entries"))
+        .bearer_auth(&token)
+        .json(&json!({"name": "during-outage", "category": "service"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        during.status(),
+        503,
+        "writes fail fast with 503 during the outage: {}",
+        server.log()
+    );
+    let ready = client.get(server.url("/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), 503, "/ready reports the outage");
+
+    let _restored = Forwarder::start(port, "127.0.0.1:5432".to_string()).await;
+    let recovered = within_two_seconds(|| async {
+        let body = json!({"name": "after-outage", "category": "service"});
+        let response = client
+            .post(server.url("/api/v1/registry/entries"))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+            .await;
+        response.is_ok_and(|r| r.status() == 201)
+    })
+    .await;
+    assert!(recovered, "the server recovers by itself when the database is back");
 }
