@@ -109,7 +109,7 @@ impl Core {
         if let Some(path) = config.database_url.expose().strip_prefix("sqlite://") {
             create_private_file(Path::new(path.split('?').next().unwrap_or(path)))?;
         }
-        let store = storage::connect(config.database_url.expose())
+        let store = storage::connect_with_pool(config.database_url.expose(), config.database_pool_size)
             .await
             .context("could not open the database named by DATABASE_URL")?;
         let cipher: Arc<dyn Cipher> = Arc::new(AesGcmCipher::new(

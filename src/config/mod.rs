@@ -45,6 +45,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// `DATABASE_URL`, default `sqlite://$DATA_DIR/hyper_registry.db`.
     pub database_url: SecretString,
+    /// `DATABASE_POOL_SIZE`, default 10: most PostgreSQL connections per instance.
+    pub database_pool_size: u32,
     /// `REDIS_URL`: shared rate limits and change announcements when set.
     pub redis_url: Option<SecretString>,
     /// `REDIS_KEY_PREFIX`, default `hyper-registry`: namespaces every key and
@@ -241,6 +243,7 @@ impl Config {
             bind_address,
             data_dir,
             database_url: SecretString::new(database_url),
+            database_pool_size: vars.number("DATABASE_POOL_SIZE", 10, 1, 1000)?,
             redis_url,
             redis_key_prefix: vars.get("REDIS_KEY_PREFIX").unwrap_or_else(|| "hyper-registry".into()),
             jwt_secret_key,

@@ -128,12 +128,24 @@ pub trait Store: Send + Sync + 'static {
 /// # Errors
 /// Fails when the database cannot be opened or migrated.
 pub async fn connect(database_url: &str) -> StorageResult<SharedStore> {
+    connect_with_pool(database_url, DEFAULT_POOL_SIZE).await
+}
+
+/// Connections per process by default (`DATABASE_POOL_SIZE`). Every instance
+/// opens its own pool, so N instances open up to N times this many.
+pub const DEFAULT_POOL_SIZE: u32 = 10;
+
+/// As [`connect`], with at most `pool_size` PostgreSQL connections.
+///
+/// # Errors
+/// Fails when the database cannot be opened or migrated.
+pub async fn connect_with_pool(database_url: &str, pool_size: u32) -> StorageResult<SharedStore> {
     if database_url.starts_with("sqlite:") {
         let store = sqlite::SqliteStore::connect(database_url).await?;
         return Ok(Arc::new(store));
     }
     if let Some(postgres_url) = postgres::normalize_url(database_url) {
-        let store = postgres::PostgresStore::connect(&postgres_url).await?;
+        let store = postgres::PostgresStore::connect(&postgres_url, pool_size).await?;
         return Ok(Arc::new(store));
     }
     Err(StorageError::Database(sqlx::Error::Configuration(

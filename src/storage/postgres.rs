@@ -19,10 +19,6 @@ use uuid::Uuid;
 use super::*;
 use crate::rbac::{Permission, Role};
 
-/// Connections per process. Every instance of the server opens its own pool,
-/// so N instances open up to N times this many connections.
-const POOL_SIZE: u32 = 10;
-
 const ENTRY_COLUMNS: &str = "e.id, e.category, e.name, e.title, e.description, e.status, e.version, \
     e.tags, e.metadata, e.sensitive, e.owner_id, e.revision, e.created_at, e.updated_at";
 
@@ -65,10 +61,10 @@ impl PostgresStore {
     /// [`StorageError::Unavailable`] when the server cannot be reached or
     /// refuses the connection, [`StorageError::Database`] for an invalid URL
     /// or a failed migration.
-    pub async fn connect(database_url: &str) -> StorageResult<Self> {
+    pub async fn connect(database_url: &str, pool_size: u32) -> StorageResult<Self> {
         let options = PgConnectOptions::from_str(database_url).map_err(classify_postgres)?;
         let pool = PgPoolOptions::new()
-            .max_connections(POOL_SIZE)
+            .max_connections(pool_size)
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(options)
             .await
