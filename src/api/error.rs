@@ -34,7 +34,7 @@ pub enum ApiError {
     Forbidden(String),
     #[error("{0}")]
     NotFound(String),
-    #[error("{0}")]
+    #[error("{1}")]
     Conflict(&'static str, String),
     #[error("the resource's current ETag does not match If-Match")]
     PreconditionFailed,

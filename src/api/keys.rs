@@ -146,6 +146,17 @@ async fn create(
             ));
         }
     }
+    // A custom rate may only lower the default, unless the caller
+    // administers keys: otherwise every user could mint a key that escapes
+    // RATE_LIMIT_PER_MINUTE.
+    if let Some(rate) = request.rate_limit_per_minute {
+        if rate > state.config.rate_limit_per_minute && !admin {
+            return Err(ApiError::Forbidden(format!(
+                "`rate_limit_per_minute` above the default of {} needs keys:admin",
+                state.config.rate_limit_per_minute
+            )));
+        }
+    }
     let limits = KeyLimits {
         default_days: state.config.api_key_expire_days,
         max_days: state.config.api_key_max_expire_days,

@@ -55,6 +55,7 @@ impl AuditLog {
             path: path.to_path_buf(),
             file: Some(BufWriter::new(file)),
             last_hash,
+            expected_length: None,
             healthy: healthy.clone(),
         };
         let handle = std::thread::Builder::new()
@@ -143,6 +144,10 @@ struct Writer {
     path: PathBuf,
     file: Option<BufWriter<File>>,
     last_hash: String,
+    /// The file's length after this writer's last flush. A different length
+    /// means another process (a CLI command) appended, so the chain continues
+    /// from the file's real last line instead.
+    expected_length: Option<u64>,
     healthy: Arc<AtomicBool>,
 }
 
@@ -177,7 +182,7 @@ impl Writer {
     fn write_batch(&mut self, batch: Vec<Command>) {
         let mut acknowledgements = Vec::new();
         let mut needs_sync = false;
-        let mut result = self.ensure_open();
+        let mut result = self.ensure_open().and_then(|()| self.lock_and_catch_up());
 
         for command in batch {
             let Command::Write { event, durable } = command else {
@@ -199,6 +204,10 @@ impl Writer {
         if result.is_ok() {
             result = self.flush(needs_sync);
         }
+        if let Some(file) = self.file.as_ref() {
+            self.expected_length = file.get_ref().metadata().ok().map(|m| m.len());
+            let _ = file.get_ref().unlock();
+        }
         let ok = result.is_ok();
         if let Err(error) = result {
             // The file is reopened on the next batch, so writes resume once
@@ -210,6 +219,22 @@ impl Writer {
         for done in acknowledgements {
             let _ = done.send(ok);
         }
+    }
+
+    /// Takes the file's exclusive lock (held until the batch is flushed), so
+    /// a CLI command and the server never interleave lines, and re-reads the
+    /// last hash when someone else appended since this writer's last batch.
+    fn lock_and_catch_up(&mut self) -> io::Result<()> {
+        let file = self
+            .file
+            .as_ref()
+            .ok_or_else(|| io::Error::other("audit log not open"))?;
+        file.get_ref().lock()?;
+        let length = file.get_ref().metadata()?.len();
+        if self.expected_length != Some(length) {
+            self.last_hash = read_last_hash(&self.path)?;
+        }
+        Ok(())
     }
 
     fn ensure_open(&mut self) -> io::Result<()> {

@@ -121,8 +121,12 @@ pub async fn rotate_key(
     pepper: &[u8; 32],
     now: DateTime<Utc>,
 ) -> Result<CreatedKey, KeyError> {
-    if old.revoked_at.is_some_and(|at| at <= now) || old.expires_at <= now {
-        return Err(KeyError::Invalid("a revoked or expired key cannot be rotated".into()));
+    // A key already rotated (still in its grace period) cannot be rotated
+    // again, so one key never fans out into several live replacements.
+    if old.revoked_at.is_some() || old.expires_at <= now {
+        return Err(KeyError::Invalid(
+            "a revoked, rotated or expired key cannot be rotated".into(),
+        ));
     }
     if grace_hours > 24 * 30 {
         return Err(KeyError::Invalid("`grace_period_hours` must be from 0 to 720".into()));

@@ -298,10 +298,7 @@ impl Authenticator {
         }
 
         if user.failed_logins > 0 || user.locked_until.is_some() {
-            user.failed_logins = 0;
-            user.locked_until = None;
-            user.updated_at = now;
-            if let Err(error) = self.store.update_user(&user).await {
+            if let Err(error) = self.store.clear_failed_logins(user.id).await {
                 return fail(error.into(), Some(user.id), false);
             }
         }
@@ -314,18 +311,25 @@ impl Authenticator {
     }
 
     /// Counts a failed login; returns whether this failure locked the account.
-    async fn count_failure(&self, user: &mut User, now: DateTime<Utc>) -> bool {
-        user.failed_logins += 1;
-        let locked_now = user.failed_logins >= self.settings.max_failed_attempts;
-        if locked_now {
-            user.failed_logins = 0;
-            user.locked_until = Some(now + Duration::minutes(i64::from(self.settings.lockout_minutes)));
+    /// Only the failure count and lockout change, atomically in the store, so
+    /// that a flood of wrong passwords never undoes a concurrent admin change.
+    pub(super) async fn count_failure(&self, user: &mut User, now: DateTime<Utc>) -> bool {
+        let lock_until = now + Duration::minutes(i64::from(self.settings.lockout_minutes));
+        match self
+            .store
+            .record_failed_login(user.id, self.settings.max_failed_attempts, lock_until)
+            .await
+        {
+            Ok(Some(until)) => {
+                user.locked_until = Some(until);
+                true
+            }
+            Ok(None) => false,
+            Err(error) => {
+                tracing::error!(error = %error, user_id = %user.id, "could not record a failed login");
+                false
+            }
         }
-        user.updated_at = now;
-        if let Err(error) = self.store.update_user(user).await {
-            tracing::error!(error = %error, user_id = %user.id, "could not record a failed login");
-        }
-        locked_now
     }
 
     /// The same lockout bookkeeping for a username that does not exist.
@@ -365,12 +369,18 @@ impl Authenticator {
                     AuthError::InvalidToken
                 }
             })?;
-        if self
+        let revoked = self
             .revoked_tokens
             .read()
-            .map(|set| set.contains(&claims.jti))
-            .unwrap_or(true)
-        {
+            .map(|set| {
+                set.contains(&claims.jti)
+                    || claims
+                        .family_id
+                        .as_ref()
+                        .is_some_and(|family| set.contains(&super::sessions::family_marker(family)))
+            })
+            .unwrap_or(true);
+        if revoked {
             return Err(AuthError::InvalidToken);
         }
         let user_id = Uuid::parse_str(&claims.sub).map_err(|_| AuthError::InvalidToken)?;
@@ -428,6 +438,7 @@ impl Authenticator {
         let in_grace_period = record.revoked_at.is_some();
         let mut principal = principal(&owner, permissions, Some(record.id), record.rate_limit_per_minute);
         principal.api_key_in_grace_period = in_grace_period;
+        principal.mfa_enrollment_required = !owner.mfa_enabled && self.requires_mfa(&owner.roles);
         Ok(principal)
     }
 

@@ -48,6 +48,11 @@ impl From<StorageError> for MfaError {
     }
 }
 
+/// The entry in the revoked-token set that stands for a whole sign-in.
+pub(super) fn family_marker(family_id: &str) -> String {
+    format!("fam:{family_id}")
+}
+
 fn hash_refresh_token(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }
@@ -58,8 +63,25 @@ fn totp_context(user_id: Uuid) -> Vec<u8> {
 
 impl Authenticator {
     /// Whether any of `roles` is listed in `MFA_REQUIRED_ROLES`.
+    /// Inherited roles count: a role that inherits a listed one requires MFA too.
     pub fn requires_mfa(&self, roles: &[String]) -> bool {
-        roles.iter().any(|role| self.settings.mfa_required_roles.contains(role))
+        if self.settings.mfa_required_roles.is_empty() {
+            return false;
+        }
+        let known = self.roles();
+        let mut pending: Vec<&String> = roles.iter().collect();
+        let mut seen = std::collections::HashSet::new();
+        while let Some(role) = pending.pop() {
+            if self.settings.mfa_required_roles.contains(role) {
+                return true;
+            }
+            if seen.insert(role.clone()) {
+                if let Some(definition) = known.get(role) {
+                    pending.extend(definition.inherits.iter());
+                }
+            }
+        }
+        false
     }
 
     /// Issues the next token pair of `family_id` (generation `generation`),
@@ -136,8 +158,8 @@ impl Authenticator {
         if record.spent_at.is_some() {
             // Spent before this request began: the token was copied. Revoke
             // its family so that neither the thief nor the victim keeps it.
-            if let Err(error) = self.store.revoke_refresh_family(&record.family_id, now).await {
-                return outcome(Err(error.into()), user_id, family);
+            if let Err(error) = self.revoke_family(&record.family_id, now).await {
+                return outcome(Err(error), user_id, family);
             }
             return outcome(Err(AuthError::RefreshReused), user_id, family);
         }
@@ -166,6 +188,23 @@ impl Authenticator {
         outcome(result, user_id, family)
     }
 
+    /// Revokes a sign-in: its refresh tokens, and every access token issued in
+    /// it (by a marker kept until the longest-lived of them has expired).
+    async fn revoke_family(&self, family_id: &str, now: DateTime<Utc>) -> Result<(), AuthError> {
+        self.store.revoke_refresh_family(family_id, now).await?;
+        let marker = family_marker(family_id);
+        let lifetime = Duration::minutes(i64::from(self.settings.access_token_minutes)) + Duration::seconds(60);
+        self.store.insert_revoked_token(&marker, now + lifetime).await?;
+        if let Ok(mut revoked) = self.revoked_tokens.write() {
+            revoked.insert(marker.clone());
+        }
+        if let Some(bus) = self.events.get() {
+            bus.publish(&crate::events::ClusterEvent::TokenRevoked { jti: marker })
+                .await;
+        }
+        Ok(())
+    }
+
     /// Revokes the presented access token (until its expiry) and its family.
     ///
     /// # Errors
@@ -188,7 +227,7 @@ impl Authenticator {
             .await;
         }
         if let Some(family) = &session.family_id {
-            self.store.revoke_refresh_family(family, now).await?;
+            self.revoke_family(family, now).await?;
         }
         Ok(())
     }
@@ -216,8 +255,7 @@ impl Authenticator {
         // issued at the cut-off so that it stays valid.
         let cutoff = whole_second_after(now);
         user.tokens_valid_after = cutoff;
-        user.updated_at = now;
-        self.store.update_user(&user).await?;
+        self.store.set_password(user.id, &user.password_hash, cutoff).await?;
         self.store.revoke_user_refresh_tokens(user.id, None, now).await?;
         Ok(self.start_session(&user, cutoff).await?)
     }
@@ -326,8 +364,7 @@ impl Authenticator {
         record.recovery_codes = codes.iter().map(|code| hash_recovery_code(&pepper, code)).collect();
         self.store.save_mfa(&record).await?;
         user.mfa_enabled = true;
-        user.updated_at = now;
-        self.store.update_user(&user).await?;
+        self.store.set_mfa_enabled(user.id, true).await?;
         Ok(codes)
     }
 
@@ -351,8 +388,7 @@ impl Authenticator {
             .map_err(|_| MfaError::InvalidCode)?;
         self.store.delete_mfa(user.id).await?;
         user.mfa_enabled = false;
-        user.updated_at = now;
-        self.store.update_user(&user).await?;
+        self.store.set_mfa_enabled(user.id, false).await?;
         Ok(())
     }
 }

@@ -32,9 +32,7 @@ pub(super) async fn run(args: ExportArgs, config: &Config) -> anyhow::Result<Exi
     let principal = crate::app::accounts::operator_principal(operator.id, &operator.username);
 
     let mut out: Box<dyn Write> = match &args.output {
-        Some(path) => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(path).with_context(|| format!("could not create {}", path.display()))?,
-        )),
+        Some(path) => Box::new(std::io::BufWriter::new(create_private(path)?)),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
     let mut after = None;
@@ -63,4 +61,19 @@ pub(super) async fn run(args: ExportArgs, config: &Config) -> anyhow::Result<Exi
     out.flush()?;
     eprintln!("exported {count} entries");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Creates the output file readable by this user only: it may hold every
+/// entry, and with `--include-sensitive` every secret.
+fn create_private(path: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options
+        .open(path)
+        .with_context(|| format!("could not create {}", path.display()))
 }

@@ -302,6 +302,26 @@ impl Config {
                 fix: "set it to the output of `hyper-registry secret generate`".into(),
             });
         }
+        if let Some(key) = &self.jwt_secret_key {
+            let distinct: std::collections::HashSet<char> = key.expose().chars().collect();
+            if key.expose().trim().chars().count() < 32 || distinct.len() < 8 {
+                return Err(ConfigError {
+                    variable: "JWT_SECRET_KEY",
+                    problem: "too predictable for production (blank or repeated characters)".into(),
+                    fix: "use the output of `hyper-registry secret generate`".into(),
+                });
+            }
+        }
+        if let Some(key) = &self.encryption_key {
+            let distinct: std::collections::HashSet<u8> = key.iter().copied().collect();
+            if distinct.len() < 8 {
+                return Err(ConfigError {
+                    variable: "ENCRYPTION_KEY",
+                    problem: "too predictable for production (repeated bytes)".into(),
+                    fix: "use the output of `hyper-registry secret generate`".into(),
+                });
+            }
+        }
         Ok(())
     }
 

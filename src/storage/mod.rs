@@ -51,6 +51,27 @@ pub trait Store: Send + Sync + 'static {
     async fn find_user(&self, id: Uuid) -> StorageResult<Option<User>>;
     async fn find_user_by_username(&self, username: &str) -> StorageResult<Option<User>>;
     async fn list_users(&self, after: Option<&UserCursor>, limit: u32) -> StorageResult<Vec<User>>;
+    /// Counts one failed login atomically; once the count reaches
+    /// `max_attempts` it is reset and the account locked until `lock_until`.
+    /// Returns the lockout end when this failure (or an earlier one) locked it.
+    /// Touches no other field, so it never undoes a concurrent admin change.
+    async fn record_failed_login(
+        &self,
+        user_id: Uuid,
+        max_attempts: u32,
+        lock_until: chrono::DateTime<chrono::Utc>,
+    ) -> StorageResult<Option<chrono::DateTime<chrono::Utc>>>;
+    /// Sets a new password hash and session cut-off, touching nothing else.
+    async fn set_password(
+        &self,
+        user_id: Uuid,
+        password_hash: &str,
+        tokens_valid_after: chrono::DateTime<chrono::Utc>,
+    ) -> StorageResult<()>;
+    /// Sets whether MFA is enabled, touching nothing else.
+    async fn set_mfa_enabled(&self, user_id: Uuid, enabled: bool) -> StorageResult<()>;
+    /// Clears the failure count and any lockout after a successful login.
+    async fn clear_failed_logins(&self, user_id: Uuid) -> StorageResult<()>;
     /// Replaces the mutable fields of a user (roles, flags, lockout state).
     async fn update_user(&self, user: &User) -> StorageResult<()>;
 

@@ -469,6 +469,63 @@ impl Store for PostgresStore {
         rows.iter().map(user_from_row).collect()
     }
 
+    async fn record_failed_login(
+        &self,
+        user_id: Uuid,
+        max_attempts: u32,
+        lock_until: DateTime<Utc>,
+    ) -> StorageResult<Option<DateTime<Utc>>> {
+        // One statement: the row lock makes concurrent failures count one by one.
+        let locked: Option<bool> = sqlx::query_scalar(
+            "UPDATE users SET \
+               failed_logins = CASE WHEN failed_logins + 1 >= $2 THEN 0 ELSE failed_logins + 1 END, \
+               locked_until = CASE WHEN failed_logins + 1 >= $2 THEN $3 ELSE locked_until END \
+             WHERE id = $1 RETURNING failed_logins = 0",
+        )
+        .bind(user_id)
+        .bind(i64::from(max_attempts))
+        .bind(lock_until)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(classify_postgres)?;
+        Ok(locked.unwrap_or(false).then_some(lock_until))
+    }
+
+    async fn set_password(
+        &self,
+        user_id: Uuid,
+        password_hash: &str,
+        tokens_valid_after: DateTime<Utc>,
+    ) -> StorageResult<()> {
+        sqlx::query("UPDATE users SET password_hash = $1, tokens_valid_after = $2, updated_at = now() WHERE id = $3")
+            .bind(password_hash)
+            .bind(tokens_valid_after)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await
+            .map_err(classify_postgres)?;
+        Ok(())
+    }
+
+    async fn set_mfa_enabled(&self, user_id: Uuid, enabled: bool) -> StorageResult<()> {
+        sqlx::query("UPDATE users SET mfa_enabled = $1, updated_at = now() WHERE id = $2")
+            .bind(enabled)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await
+            .map_err(classify_postgres)?;
+        Ok(())
+    }
+
+    async fn clear_failed_logins(&self, user_id: Uuid) -> StorageResult<()> {
+        sqlx::query("UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = $1")
+            .bind(user_id)
+            .execute(&self.pool)
+            .await
+            .map_err(classify_postgres)?;
+        Ok(())
+    }
+
     async fn update_user(&self, user: &User) -> StorageResult<()> {
         sqlx::query(
             "UPDATE users SET password_hash = $1, roles = $2, disabled = $3, failed_logins = $4, \

@@ -324,6 +324,70 @@ impl Store for SqliteStore {
         rows.iter().map(user_from_row).collect()
     }
 
+    async fn record_failed_login(
+        &self,
+        user_id: Uuid,
+        max_attempts: u32,
+        lock_until: DateTime<Utc>,
+    ) -> StorageResult<Option<DateTime<Utc>>> {
+        let mut transaction = self.pool.begin().await.map_err(classify)?;
+        let count: i64 = sqlx::query_scalar(
+            "UPDATE users SET failed_logins = failed_logins + 1 WHERE id = ? RETURNING failed_logins",
+        )
+        .bind(user_id.to_string())
+        .fetch_one(&mut *transaction)
+        .await
+        .map_err(classify)?;
+        let locked = count >= i64::from(max_attempts);
+        if locked {
+            sqlx::query("UPDATE users SET failed_logins = 0, locked_until = ? WHERE id = ?")
+                .bind(encode(lock_until))
+                .bind(user_id.to_string())
+                .execute(&mut *transaction)
+                .await
+                .map_err(classify)?;
+        }
+        transaction.commit().await.map_err(classify)?;
+        Ok(locked.then_some(lock_until))
+    }
+
+    async fn set_password(
+        &self,
+        user_id: Uuid,
+        password_hash: &str,
+        tokens_valid_after: DateTime<Utc>,
+    ) -> StorageResult<()> {
+        sqlx::query("UPDATE users SET password_hash = ?, tokens_valid_after = ?, updated_at = ? WHERE id = ?")
+            .bind(password_hash)
+            .bind(encode(tokens_valid_after))
+            .bind(encode(Utc::now()))
+            .bind(user_id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn set_mfa_enabled(&self, user_id: Uuid, enabled: bool) -> StorageResult<()> {
+        sqlx::query("UPDATE users SET mfa_enabled = ?, updated_at = ? WHERE id = ?")
+            .bind(enabled)
+            .bind(encode(Utc::now()))
+            .bind(user_id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn clear_failed_logins(&self, user_id: Uuid) -> StorageResult<()> {
+        sqlx::query("UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = ?")
+            .bind(user_id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
     async fn update_user(&self, user: &User) -> StorageResult<()> {
         sqlx::query(
             "UPDATE users SET password_hash = ?, roles = ?, disabled = ?, failed_logins = ?, locked_until = ?, \

@@ -256,3 +256,26 @@ fn import_cli_reports_duplicates() {
     assert!(stdout.contains("already_exists: 1"), "{stdout}");
     assert!(stdout.contains("invalid_json: 1"), "{stdout}");
 }
+
+#[tokio::test]
+async fn cli_and_server_share_audit_chain() {
+    let app = TestApp::spawn().await;
+    app.get("/auth/me", &app.admin_token).await;
+
+    let created = run_on(
+        &app,
+        &["keys", "create", "--user", "admin", "--name", "interleaved"],
+        "",
+    );
+    assert!(created.status.success(), "{}", text(&created.stderr));
+    app.get("/auth/me", &app.admin_token).await;
+    let data = app.stop().await;
+
+    let log = data.path().join("audit.log");
+    let verified = run(data.path(), &["audit", "verify", log.to_str().unwrap()], "");
+    assert!(
+        verified.status.success(),
+        "server and CLI lines form one chain: {}",
+        text(&verified.stdout)
+    );
+}

@@ -593,3 +593,63 @@ async fn user_cannot_revoke_other_users_key() {
     );
     assert_eq!(status, StatusCode::OK, "the key still works");
 }
+
+#[tokio::test]
+async fn key_rate_above_default_needs_keys_admin() {
+    let app = TestApp::spawn_with(&[("RATE_LIMIT_PER_MINUTE", "60")]).await;
+    let (_, token) = app.create_user("rate-raiser", &["user"]).await;
+
+    let raised = app
+        .post_json(
+            "/api/v1/keys",
+            &token,
+            &json!({"name": "fast", "rate_limit_per_minute": 1000000}),
+        )
+        .await;
+    let lowered = app
+        .post_json(
+            "/api/v1/keys",
+            &token,
+            &json!({"name": "slow", "rate_limit_per_minute": 10}),
+        )
+        .await;
+    let by_admin = app
+        .post_json(
+            "/api/v1/keys",
+            &app.admin_token,
+            &json!({"name": "fast", "rate_limit_per_minute": 1000}),
+        )
+        .await;
+
+    assert_eq!(raised.status(), 403, "a user cannot raise its own key's limit");
+    assert_eq!(lowered.status(), 201, "lowering is allowed");
+    assert_eq!(by_admin.status(), 201, "keys:admin may raise it");
+}
+
+#[tokio::test]
+async fn rotated_key_cannot_rotate_again() {
+    let app = TestApp::spawn().await;
+    let created: Value = app
+        .post_json("/api/v1/keys", &app.admin_token, &json!({"name": "once"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap();
+    let rotate = |grace: u32| {
+        app.request(
+            Method::POST,
+            &format!("/api/v1/keys/{id}/rotate"),
+            Some(&app.admin_token),
+        )
+        .json(&json!({"grace_period_hours": grace}))
+        .send()
+    };
+
+    assert_eq!(rotate(1).await.unwrap().status(), 201, "first rotation");
+    assert_eq!(
+        rotate(1).await.unwrap().status(),
+        422,
+        "a key in its grace period is not rotated again"
+    );
+}

@@ -458,3 +458,56 @@ async fn mfa_racing_logins_accept_code_once() {
     let accepted = responses.iter().filter(|r| r.as_ref().unwrap().status() == 200).count();
     assert_eq!(accepted, 1, "one code, one login");
 }
+
+#[tokio::test]
+async fn refresh_reuse_revokes_family_access_tokens() {
+    let app = TestApp::spawn().await;
+    app.create_user("alice", &["user"]).await;
+    let first = login_pair(&app, "alice", USER_PASSWORD).await;
+    let stolen = first["refresh_token"].as_str().unwrap().to_string();
+    let second: Value = refresh(&app, &stolen).await.json().await.unwrap();
+    let access = second["access_token"].as_str().unwrap().to_string();
+    assert_eq!(app.get("/auth/me", &access).await.status(), 200);
+
+    refresh(&app, &stolen).await;
+
+    assert_eq!(
+        app.get("/auth/me", &access).await.status(),
+        401,
+        "access tokens of the revoked sign-in stop too"
+    );
+    let first_access = first["access_token"].as_str().unwrap();
+    assert_eq!(
+        app.get("/auth/me", first_access).await.status(),
+        401,
+        "including the first one"
+    );
+}
+
+#[tokio::test]
+async fn failed_logins_do_not_undo_disable() {
+    let app = TestApp::spawn_with(&[("LOGIN_MAX_FAILED_ATTEMPTS", "1000")]).await;
+    let (id, token) = app.create_user("mallory", &["user"]).await;
+    let wrong = json!({"username": "mallory", "password": "wrong wrong wrong"});
+    let failures = (0..8).map(|_| app.client.post(app.url("/auth/login")).json(&wrong).send());
+    let disable = app
+        .request(
+            Method::PATCH,
+            &format!("/api/v1/admin/users/{id}"),
+            Some(&app.admin_token),
+        )
+        .json(&json!({"disabled": true}))
+        .send();
+
+    let (_, disabled) = tokio::join!(futures::future::join_all(failures), disable);
+
+    assert_eq!(disabled.unwrap().status(), 200);
+    assert_eq!(app.get("/auth/me", &token).await.status(), 401, "the disable stands");
+    let user: Value = app
+        .get(&format!("/api/v1/admin/users/{id}"), &app.admin_token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(user["disabled"], true, "no failed login wrote the old row back");
+}
