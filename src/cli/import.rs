@@ -91,7 +91,7 @@ pub(super) async fn run(args: ImportArgs, config: &Config) -> anyhow::Result<Exi
             line.pop();
         }
         session.push_line(number, &line).await?;
-        if number % 1000 == 0 {
+        if number.is_multiple_of(1000) {
             progress.set_position(number);
             let report = session.report();
             progress.set_message(format!("{} created, {} skipped", report.created, report.skipped));
