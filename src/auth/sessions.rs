@@ -264,10 +264,20 @@ impl Authenticator {
         self.store.find_user(user_id).await?.ok_or(AuthError::InvalidToken)
     }
 
+    /// Checks the caller's password again before a sensitive change. A wrong
+    /// one counts towards lockout like a failed login, and a locked account
+    /// is refused, so these routes cannot be used to guess the password.
     async fn require_password(&self, user: &User, password: &str) -> Result<(), MfaError> {
+        let now = self.clock.now();
+        if let Some(until) = user.locked_until.filter(|until| *until > now) {
+            let retry_after_seconds = u64::try_from((until - now).num_seconds().max(1)).unwrap_or(1);
+            return Err(MfaError::Auth(AuthError::AccountLocked { retry_after_seconds }));
+        }
         if exceeds_maximum(password)
             || !verify_password_async(password.to_string(), Some(user.password_hash.clone())).await
         {
+            let mut counted = user.clone();
+            self.count_failure(&mut counted, now).await;
             return Err(MfaError::WrongPassword);
         }
         Ok(())

@@ -511,3 +511,29 @@ async fn failed_logins_do_not_undo_disable() {
         .unwrap();
     assert_eq!(user["disabled"], true, "no failed login wrote the old row back");
 }
+
+#[tokio::test]
+async fn password_change_guesses_count_toward_lockout() {
+    let app = TestApp::spawn_with(&[("LOGIN_MAX_FAILED_ATTEMPTS", "3")]).await;
+    let (_, token) = app.create_user("alice", &["user"]).await;
+    let guess = json!({"current_password": "guess guess guess", "new_password": "a brand new passphrase"});
+
+    for _ in 0..3 {
+        let response = app
+            .request(Method::POST, "/auth/password", Some(&token))
+            .json(&guess)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401, "wrong current password");
+    }
+
+    let locked = app
+        .client
+        .post(app.url("/auth/login"))
+        .json(&json!({"username": "alice", "password": USER_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(locked.status(), 423, "three wrong guesses lock the account");
+}
