@@ -421,3 +421,61 @@ async fn database_outage_gives_503_then_recovers() {
     .await;
     assert!(recovered, "the server recovers by itself when the database is back");
 }
+
+#[tokio::test]
+async fn redis_outage_then_recovery() {
+    let (Some(database_url), Ok(redis_url)) = (fresh_postgres_schema_url().await, std::env::var("TEST_REDIS_URL"))
+    else {
+        eprintln!("skipped: TEST_DATABASE_URL and TEST_REDIS_URL are not both set");
+        return;
+    };
+    let redis_address = redis_url
+        .trim_start_matches("redis://")
+        .trim_end_matches('/')
+        .to_string();
+    let forwarder = Forwarder::start(0, redis_address.clone()).await;
+    let shared = vec![
+        ("DATABASE_URL".to_string(), database_url),
+        ("REDIS_URL".to_string(), format!("redis://127.0.0.1:{}", forwarder.port)),
+        (
+            "REDIS_KEY_PREFIX".to_string(),
+            format!("test-{}", uuid::Uuid::new_v4().simple()),
+        ),
+    ];
+    let server = ServerProcess::start(&shared, &[]).await;
+    let client = reqwest::Client::new();
+    let ready = |client: reqwest::Client, url: String| async move {
+        let body: Value = client.get(url).send().await.unwrap().json().await.unwrap();
+        body["checks"]["redis"].as_str().unwrap_or_default().to_string()
+    };
+    assert_eq!(
+        ready(client.clone(), server.url("/ready")).await,
+        "ok",
+        "Redis is up at first"
+    );
+
+    let port = forwarder.stop();
+    let token = login(&server, "admin", ADMIN_PASSWORD).await;
+    assert_eq!(
+        get(&server, "/auth/me", &token).await.status(),
+        200,
+        "served during the outage"
+    );
+    assert_eq!(
+        ready(client.clone(), server.url("/ready")).await,
+        "unavailable",
+        "the outage shows in /ready"
+    );
+
+    let _restored = Forwarder::start(port, redis_address).await;
+    let mut recovered = false;
+    for _ in 0..50 {
+        get(&server, "/auth/me", &token).await;
+        if ready(client.clone(), server.url("/ready")).await == "ok" {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(recovered, "back to shared limits without a restart: {}", server.log());
+}
