@@ -54,45 +54,59 @@ const ROLES: [&str; 4] = ["admin", "user", "viewer", "api_client"];
 
 /// Builds the request for `endpoint`, made by the holder of `role` on the
 /// entry `entry_id` that they own.
-fn build_request(app: &TestApp, endpoint: Endpoint, role: &str, token: &str, entry_id: &str) -> RequestBuilder {
+/// How the matrix authenticates: a bearer token or an API key of the same user.
+#[derive(Clone, Copy)]
+enum Credential<'a> {
+    Bearer(&'a str),
+    Key(&'a str),
+}
+
+fn request(app: &TestApp, method: Method, path: &str, credential: Credential) -> RequestBuilder {
+    match credential {
+        Credential::Bearer(token) => app.request(method, path, Some(token)),
+        Credential::Key(key) => app.request(method, path, None).header("x-api-key", key),
+    }
+}
+
+fn build_request(
+    app: &TestApp,
+    endpoint: Endpoint,
+    role: &str,
+    credential: Credential,
+    entry_id: &str,
+) -> RequestBuilder {
     let entry_path = format!("/api/v1/registry/entries/{entry_id}");
     let slug = role.replace('_', "-");
     match endpoint {
-        Endpoint::ListEntries => app.request(Method::GET, "/api/v1/registry/entries", Some(token)),
-        Endpoint::CreateEntry => app
-            .request(Method::POST, "/api/v1/registry/entries", Some(token))
+        Endpoint::ListEntries => request(app, Method::GET, "/api/v1/registry/entries", credential),
+        Endpoint::CreateEntry => request(app, Method::POST, "/api/v1/registry/entries", credential)
             .json(&json!({"name": format!("created-by-{slug}"), "category": "matrix"})),
-        Endpoint::GetEntry => app.request(Method::GET, &entry_path, Some(token)),
-        Endpoint::PutEntry => app
-            .request(Method::PUT, &entry_path, Some(token))
+        Endpoint::GetEntry => request(app, Method::GET, &entry_path, credential),
+        Endpoint::PutEntry => request(app, Method::PUT, &entry_path, credential)
             .json(&json!({"name": format!("owned-by-{slug}"), "category": "matrix", "title": "replaced"})),
-        Endpoint::PatchEntry => app
-            .request(Method::PATCH, &entry_path, Some(token))
+        Endpoint::PatchEntry => request(app, Method::PATCH, &entry_path, credential)
             .header("content-type", "application/merge-patch+json")
             .body(json!({"title": "patched"}).to_string()),
-        Endpoint::Search => app.request(Method::GET, "/api/v1/registry/search?q=owned", Some(token)),
-        Endpoint::Analytics => app.request(Method::GET, "/api/v1/registry/analytics", Some(token)),
-        Endpoint::Import => app
-            .request(Method::POST, "/api/v1/registry/import", Some(token))
+        Endpoint::Search => request(app, Method::GET, "/api/v1/registry/search?q=owned", credential),
+        Endpoint::Analytics => request(app, Method::GET, "/api/v1/registry/analytics", credential),
+        Endpoint::Import => request(app, Method::POST, "/api/v1/registry/import", credential)
             .header("content-type", "application/x-ndjson")
             .body(format!(
                 "{}\n",
                 json!({"name": format!("imported-by-{slug}"), "category": "matrix"})
             )),
-        Endpoint::Export => app.request(Method::GET, "/api/v1/registry/export", Some(token)),
-        Endpoint::CreateKey => app
-            .request(Method::POST, "/api/v1/keys", Some(token))
-            .json(&json!({"name": format!("key-of-{slug}")})),
-        Endpoint::ListKeys => app.request(Method::GET, "/api/v1/keys", Some(token)),
-        Endpoint::ListUsers => app.request(Method::GET, "/api/v1/admin/users", Some(token)),
-        Endpoint::CreateUser => app
-            .request(Method::POST, "/api/v1/admin/users", Some(token))
+        Endpoint::Export => request(app, Method::GET, "/api/v1/registry/export", credential),
+        Endpoint::CreateKey => {
+            request(app, Method::POST, "/api/v1/keys", credential).json(&json!({"name": format!("key-of-{slug}")}))
+        }
+        Endpoint::ListKeys => request(app, Method::GET, "/api/v1/keys", credential),
+        Endpoint::ListUsers => request(app, Method::GET, "/api/v1/admin/users", credential),
+        Endpoint::CreateUser => request(app, Method::POST, "/api/v1/admin/users", credential)
             .json(&json!({"username": format!("made-by-{slug}"), "password": USER_PASSWORD, "roles": ["viewer"]})),
-        Endpoint::ListRoles => app.request(Method::GET, "/api/v1/admin/roles", Some(token)),
-        Endpoint::CreateRole => app
-            .request(Method::POST, "/api/v1/admin/roles", Some(token))
+        Endpoint::ListRoles => request(app, Method::GET, "/api/v1/admin/roles", credential),
+        Endpoint::CreateRole => request(app, Method::POST, "/api/v1/admin/roles", credential)
             .json(&json!({"name": format!("role-by-{slug}"), "permissions": ["read"], "inherits": []})),
-        Endpoint::DeleteEntry => app.request(Method::DELETE, &entry_path, Some(token)),
+        Endpoint::DeleteEntry => request(app, Method::DELETE, &entry_path, credential),
     }
 }
 
@@ -116,7 +130,7 @@ async fn set_roles(app: &TestApp, user_id: &str, roles: &[&str]) {
 
 /// Creates a holder of `role` who owns one entry. The entry is created while
 /// the account still has the `user` role, because a viewer cannot create one.
-async fn subject_with_entry(app: &TestApp, role: &str) -> (String, String) {
+async fn subject_with_entry(app: &TestApp, role: &str) -> (String, String, String) {
     let slug = role.replace('_', "-");
     let (user_id, token) = app.create_user(&format!("subject-{slug}"), &["user"]).await;
     let entry = app
@@ -128,46 +142,90 @@ async fn subject_with_entry(app: &TestApp, role: &str) -> (String, String) {
     if role != "user" {
         set_roles(app, &user_id, &[role]).await;
     }
-    (token, entry["id"].as_str().expect("entry id").to_string())
+    (user_id, token, entry["id"].as_str().expect("entry id").to_string())
 }
 
-async fn check_role_matrix(role: &str) {
+async fn check_role_matrix(role: &str, with_api_key: bool) {
     let app = TestApp::spawn().await;
     let column = ROLES
         .iter()
         .position(|known| *known == role)
         .expect("role of the matrix");
-    let (token, entry_id) = subject_with_entry(&app, role).await;
+    let (user_id, token, entry_id) = subject_with_entry(&app, role).await;
+    // The administrator issues the subject a key with the owner's permissions.
+    let key = if with_api_key {
+        let created = app
+            .post_json(
+                "/api/v1/keys",
+                &app.admin_token,
+                &json!({"name": "matrix", "user_id": user_id}),
+            )
+            .await;
+        assert_eq!(created.status(), StatusCode::CREATED, "key for {role}");
+        let body: Value = created.json().await.expect("key body");
+        Some(body["key"].as_str().expect("key").to_string())
+    } else {
+        None
+    };
+    let credential = match &key {
+        Some(key) => Credential::Key(key),
+        None => Credential::Bearer(&token),
+    };
+    let kind = if with_api_key { "API key" } else { "bearer token" };
 
     for (endpoint, success, allowed) in MATRIX {
-        let response = build_request(&app, *endpoint, role, &token, &entry_id)
+        let response = build_request(&app, *endpoint, role, credential, &entry_id)
             .send()
             .await
             .expect("request sent");
         let expected = if allowed[column] { *success } else { 403 };
 
-        assert_eq!(response.status().as_u16(), expected, "role {role} on {endpoint:?}");
+        assert_eq!(
+            response.status().as_u16(),
+            expected,
+            "role {role} with {kind} on {endpoint:?}"
+        );
     }
 }
 
 #[tokio::test]
 async fn matrix_admin() {
-    check_role_matrix("admin").await;
+    check_role_matrix("admin", false).await;
+}
+
+#[tokio::test]
+async fn matrix_admin_api_key() {
+    check_role_matrix("admin", true).await;
 }
 
 #[tokio::test]
 async fn matrix_user() {
-    check_role_matrix("user").await;
+    check_role_matrix("user", false).await;
+}
+
+#[tokio::test]
+async fn matrix_user_api_key() {
+    check_role_matrix("user", true).await;
 }
 
 #[tokio::test]
 async fn matrix_viewer() {
-    check_role_matrix("viewer").await;
+    check_role_matrix("viewer", false).await;
+}
+
+#[tokio::test]
+async fn matrix_viewer_api_key() {
+    check_role_matrix("viewer", true).await;
 }
 
 #[tokio::test]
 async fn matrix_api_client() {
-    check_role_matrix("api_client").await;
+    check_role_matrix("api_client", false).await;
+}
+
+#[tokio::test]
+async fn matrix_api_client_api_key() {
+    check_role_matrix("api_client", true).await;
 }
 
 #[tokio::test]
