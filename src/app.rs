@@ -80,6 +80,9 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// Key for signing pagination cursors, so a client cannot forge one.
     pub cursor_key: Arc<[u8; 32]>,
+    /// Invalid API keys per client address: 20 within 5 minutes raise a
+    /// `high` event, since that pattern is key guessing or a leaked-key scan.
+    pub invalid_key_detector: Arc<crate::audit::detector::BurstDetector>,
     /// Requests per principal since start, for analytics.
     pub request_counts: Arc<Mutex<HashMap<String, u64>>>,
 }
@@ -253,6 +256,10 @@ impl AppState {
             audit,
             clock,
             cursor_key: Arc::new(cursor_key),
+            invalid_key_detector: Arc::new(crate::audit::detector::BurstDetector::new(
+                20,
+                chrono::Duration::minutes(5),
+            )),
             request_counts: Arc::new(Mutex::new(HashMap::new())),
         };
         for name in &core.secrets.generated {

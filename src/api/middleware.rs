@@ -437,4 +437,30 @@ async fn record_key_events(state: &AppState, context: &RequestContext, method: &
     event.method = Some(method.to_string());
     event.request_id = Some(context.request_id.clone());
     state.audit.record(event).await;
+
+    let invalid_key = matches!(
+        &context.authentication,
+        Some(Err(AuthError::InvalidApiKey
+            | AuthError::ApiKeyRevoked
+            | AuthError::ApiKeyExpired))
+    );
+    if invalid_key
+        && state
+            .invalid_key_detector
+            .record(&context.client_ip.to_string(), state.clock.now())
+    {
+        let mut event = AuditEvent::new(
+            state.clock.now(),
+            "api_key_burst",
+            "detector",
+            Status::Denied,
+            Severity::High,
+        )
+        .description("20 or more unusable API keys from one address within 5 minutes");
+        event.client_ip = Some(context.client_ip.to_string());
+        event.request_id = Some(context.request_id.clone());
+        if state.audit.record_durable(event).await.is_err() {
+            tracing::error!("could not write the api_key_burst event");
+        }
+    }
 }

@@ -6,6 +6,7 @@
 //! (back-pressure) rather than drop events. Security events are flushed to
 //! disk before [`AuditLog::record_durable`] returns.
 
+pub mod detector;
 mod event;
 mod format;
 mod writer;

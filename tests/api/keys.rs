@@ -653,3 +653,27 @@ async fn rotated_key_cannot_rotate_again() {
         "a key in its grace period is not rotated again"
     );
 }
+
+#[tokio::test]
+async fn invalid_key_burst_raises_high_event() {
+    let app = TestApp::spawn().await;
+    let junk = "hrk_aaaaaaaaaaaa_bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbcccccc";
+
+    for _ in 0..20 {
+        app.client
+            .get(app.url("/auth/me"))
+            .header("x-api-key", junk)
+            .send()
+            .await
+            .unwrap();
+    }
+
+    let lines = app.audit_lines().await;
+    let bursts = lines
+        .iter()
+        .filter(|line| line["event_type"] == "api_key_burst")
+        .count();
+    assert_eq!(bursts, 1, "one high event per address and window");
+    let burst = lines.iter().find(|line| line["event_type"] == "api_key_burst").unwrap();
+    assert_eq!(burst["severity"], "high");
+}
