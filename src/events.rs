@@ -21,6 +21,10 @@ pub enum ClusterEvent {
     TokenRevoked { jti: String },
     /// A custom role was created, changed or deleted.
     RolesChanged,
+    /// A user's roles, status, password or MFA changed.
+    UserChanged { id: uuid::Uuid },
+    /// An API key was revoked or rotated.
+    KeyChanged { id: String },
 }
 
 impl ClusterEvent {
@@ -28,6 +32,8 @@ impl ClusterEvent {
         match self {
             ClusterEvent::TokenRevoked { jti } => format!("token_revoked {jti}"),
             ClusterEvent::RolesChanged => "roles_changed".into(),
+            ClusterEvent::UserChanged { id } => format!("user_changed {id}"),
+            ClusterEvent::KeyChanged { id } => format!("key_changed {id}"),
         }
     }
 
@@ -35,6 +41,12 @@ impl ClusterEvent {
         match message.split_once(' ') {
             Some(("token_revoked", jti)) if !jti.is_empty() && jti.len() <= 64 => {
                 Some(ClusterEvent::TokenRevoked { jti: jti.to_string() })
+            }
+            Some(("user_changed", id)) => uuid::Uuid::parse_str(id)
+                .ok()
+                .map(|id| ClusterEvent::UserChanged { id }),
+            Some(("key_changed", id)) if !id.is_empty() && id.len() <= 64 => {
+                Some(ClusterEvent::KeyChanged { id: id.to_string() })
             }
             None if message == "roles_changed" => Some(ClusterEvent::RolesChanged),
             _ => None,

@@ -259,6 +259,7 @@ async fn revoke(
     let admin = manage_permission(&principal)?;
     let key = find_manageable_key(&state.auth, &id, principal.user_id, admin).await?;
     state.store.revoke_api_key(&key.id, state.clock.now()).await?;
+    state.auth.key_changed(&key.id).await;
     audit_key_event(
         &state,
         &context,

@@ -115,6 +115,7 @@ pub async fn change_account(
 
     user.updated_at = now;
     auth.store().update_user(&user).await?;
+    auth.user_changed(user.id).await;
     Ok((user, format!("user {}: {}", target.id, changes.join(", "))))
 }
 

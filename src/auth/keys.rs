@@ -149,6 +149,7 @@ pub async fn rotate_key(
     auth.store()
         .revoke_api_key(&old.id, now + Duration::hours(i64::from(grace_hours)))
         .await?;
+    auth.key_changed(&old.id).await;
     Ok(CreatedKey { record, key })
 }
 

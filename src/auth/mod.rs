@@ -2,6 +2,7 @@
 //! successful authentication produces. Permission checks live in `rbac`.
 
 pub mod api_key;
+mod cache;
 pub mod jwt;
 pub mod keys;
 pub mod mfa;

@@ -12,7 +12,7 @@ use super::{api_key, Principal, Session};
 use crate::clock::Clock;
 use crate::crypto::Cipher;
 use crate::rbac::{builtin_roles, resolve_permissions, Permission, PermissionSet, Role};
-use crate::storage::{SharedStore, StorageError, User};
+use crate::storage::{ApiKeyRecord, SharedStore, StorageError, User};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -108,6 +108,8 @@ pub struct Authenticator {
     /// `jti`s of access tokens revoked before expiry, loaded at start and
     /// added to on logout, so the per-request check needs no database read.
     pub(super) revoked_tokens: RwLock<HashSet<String>>,
+    /// Recently read users and keys; see [`super::cache`].
+    pub(super) cache: super::cache::PrincipalCache,
     /// Where changes are announced to other instances; unset without Redis.
     pub(super) events: std::sync::OnceLock<crate::events::EventBus>,
     roles: RwLock<Arc<HashMap<String, Role>>>,
@@ -138,6 +140,7 @@ impl Authenticator {
             cipher,
             revoked_tokens: RwLock::new(revoked.into_iter().collect()),
             events: std::sync::OnceLock::new(),
+            cache: super::cache::PrincipalCache::default(),
             roles: RwLock::new(Arc::new(HashMap::new())),
             unknown_failures: UnknownUserFailures::default(),
             key_usage: Mutex::new(HashMap::new()),
@@ -159,6 +162,49 @@ impl Authenticator {
             *guard = Arc::new(roles);
         }
         Ok(())
+    }
+
+    async fn cached_user(&self, id: Uuid) -> Result<Option<User>, AuthError> {
+        let now = self.clock.now();
+        if let Some(user) = self.cache.user(id, now) {
+            return Ok(Some(user));
+        }
+        let user = self.store.find_user(id).await?;
+        if let Some(user) = &user {
+            self.cache.put_user(user.clone(), now);
+        }
+        Ok(user)
+    }
+
+    async fn cached_key(&self, id: &str) -> Result<Option<ApiKeyRecord>, AuthError> {
+        let now = self.clock.now();
+        if let Some(key) = self.cache.key(id, now) {
+            return Ok(Some(key));
+        }
+        let key = self.store.find_api_key(id).await?;
+        if let Some(key) = &key {
+            self.cache.put_key(key.clone(), now);
+        }
+        Ok(key)
+    }
+
+    /// Evicts a changed user here and on every other instance; call after
+    /// every change to a user's roles, status, password or MFA.
+    pub async fn user_changed(&self, id: Uuid) {
+        self.cache.forget_user(id);
+        if let Some(bus) = self.events.get() {
+            bus.publish(&crate::events::ClusterEvent::UserChanged { id }).await;
+        }
+    }
+
+    /// Evicts a changed API key here and on every other instance; call after
+    /// a revocation or rotation.
+    pub async fn key_changed(&self, id: &str) {
+        self.cache.forget_key(id);
+        if let Some(bus) = self.events.get() {
+            bus.publish(&crate::events::ClusterEvent::KeyChanged { id: id.to_string() })
+                .await;
+        }
     }
 
     /// Connects the authenticator to the other instances.
@@ -186,6 +232,8 @@ impl Authenticator {
                     revoked.insert(jti.clone());
                 }
             }
+            crate::events::ClusterEvent::UserChanged { id } => self.cache.forget_user(*id),
+            crate::events::ClusterEvent::KeyChanged { id } => self.cache.forget_key(id),
             crate::events::ClusterEvent::RolesChanged => {
                 if let Err(error) = self.reload_roles().await {
                     tracing::warn!(error = %error, "could not reload roles after a change elsewhere");
@@ -384,7 +432,7 @@ impl Authenticator {
             return Err(AuthError::InvalidToken);
         }
         let user_id = Uuid::parse_str(&claims.sub).map_err(|_| AuthError::InvalidToken)?;
-        let user = self.store.find_user(user_id).await?.ok_or(AuthError::InvalidToken)?;
+        let user = self.cached_user(user_id).await?.ok_or(AuthError::InvalidToken)?;
         if user.disabled || claims.iat < user.tokens_valid_after.timestamp() {
             return Err(AuthError::InvalidToken);
         }
@@ -407,11 +455,7 @@ impl Authenticator {
     pub async fn authenticate_api_key(&self, presented: &str) -> Result<Principal, AuthError> {
         // A malformed key or a bad checksum is rejected without a lookup.
         let parsed = api_key::parse(presented).ok_or(AuthError::InvalidApiKey)?;
-        let record = self
-            .store
-            .find_api_key(&parsed.id)
-            .await?
-            .ok_or(AuthError::InvalidApiKey)?;
+        let record = self.cached_key(&parsed.id).await?.ok_or(AuthError::InvalidApiKey)?;
         if !parsed.matches(&record.secret_hash, &self.peppers) {
             return Err(AuthError::InvalidApiKey);
         }
@@ -423,8 +467,7 @@ impl Authenticator {
             return Err(AuthError::ApiKeyExpired);
         }
         let owner = self
-            .store
-            .find_user(record.user_id)
+            .cached_user(record.user_id)
             .await?
             .ok_or(AuthError::InvalidApiKey)?;
         if owner.disabled {

@@ -256,6 +256,7 @@ impl Authenticator {
         let cutoff = whole_second_after(now);
         user.tokens_valid_after = cutoff;
         self.store.set_password(user.id, &user.password_hash, cutoff).await?;
+        self.user_changed(user.id).await;
         self.store.revoke_user_refresh_tokens(user.id, None, now).await?;
         Ok(self.start_session(&user, cutoff).await?)
     }
@@ -375,6 +376,7 @@ impl Authenticator {
         self.store.save_mfa(&record).await?;
         user.mfa_enabled = true;
         self.store.set_mfa_enabled(user.id, true).await?;
+        self.user_changed(user.id).await;
         Ok(codes)
     }
 
@@ -399,6 +401,7 @@ impl Authenticator {
         self.store.delete_mfa(user.id).await?;
         user.mfa_enabled = false;
         self.store.set_mfa_enabled(user.id, false).await?;
+        self.user_changed(user.id).await;
         Ok(())
     }
 }

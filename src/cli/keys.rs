@@ -176,6 +176,7 @@ async fn execute(command: KeysCommand, state: &AppState) -> anyhow::Result<ExitC
         KeysCommand::Revoke(args) => {
             let key = find_manageable_key(&state.auth, &args.id, uuid::Uuid::nil(), true).await?;
             state.store.revoke_api_key(&key.id, now).await?;
+            state.auth.key_changed(&key.id).await;
             audit(state, "api_key_revoked", format!("API key {} revoked", key.id)).await?;
             eprintln!("revoked key {}", key.id);
         }

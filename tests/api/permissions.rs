@@ -706,3 +706,39 @@ async fn user_manager_cannot_assign_unheld_custom_role() {
         "a user manager assigning a role with audit:read, which they lack, gets 403"
     );
 }
+
+#[tokio::test]
+async fn demoted_owner_key_loses_write_at_once() {
+    let app = TestApp::spawn().await;
+    let (user_id, token) = app.create_user("demoted", &["user"]).await;
+    let created: Value = app
+        .post_json(
+            "/api/v1/keys",
+            &token,
+            &json!({"name": "writer", "permissions": ["read", "write"]}),
+        )
+        .await
+        .json()
+        .await
+        .expect("key body");
+    let key = created["key"].as_str().expect("key").to_string();
+    let write = |name: &str| {
+        app.request(Method::POST, "/api/v1/registry/entries", None)
+            .header("x-api-key", key.clone())
+            .json(&json!({"name": name, "category": "matrix"}))
+            .send()
+    };
+    assert_eq!(
+        write("before").await.expect("sent").status(),
+        StatusCode::CREATED,
+        "the key writes"
+    );
+
+    set_roles(&app, &user_id, &["viewer"]).await;
+
+    assert_eq!(
+        write("after").await.expect("sent").status(),
+        StatusCode::FORBIDDEN,
+        "the next write with the key is refused"
+    );
+}
