@@ -742,3 +742,64 @@ async fn demoted_owner_key_loses_write_at_once() {
         "the next write with the key is refused"
     );
 }
+
+async fn create_chain_role(app: &TestApp, name: &str, permissions: &[&str], inherits: &[&str]) -> reqwest::Response {
+    let body = json!({"name": name, "permissions": permissions, "inherits": inherits});
+    app.post_json("/api/v1/admin/roles", &app.admin_token, &body).await
+}
+
+#[tokio::test]
+async fn deep_inheritance_resolves_and_cycle_rejected() {
+    let app = TestApp::spawn().await;
+    assert_eq!(
+        create_chain_role(&app, "chain-0", &["analytics:read"], &[])
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+    for depth in 1..300 {
+        let parent = format!("chain-{}", depth - 1);
+        let response = create_chain_role(&app, &format!("chain-{depth}"), &[], &[&parent]).await;
+        assert_eq!(response.status(), StatusCode::CREATED, "chain-{depth}");
+    }
+    let (_, token) = app.create_user("deep", &["chain-299"]).await;
+    assert_eq!(
+        app.get("/api/v1/registry/analytics", &token).await.status(),
+        StatusCode::OK,
+        "300 levels resolve"
+    );
+
+    let loop_back = app
+        .request(Method::PUT, "/api/v1/admin/roles/chain-0", Some(&app.admin_token))
+        .json(&json!({"permissions": ["analytics:read"], "inherits": ["chain-299"]}))
+        .send()
+        .await
+        .expect("sent");
+
+    assert_eq!(
+        loop_back.status(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a 300-role loop is rejected"
+    );
+    let role: Value = app
+        .get("/api/v1/admin/roles/chain-0", &app.admin_token)
+        .await
+        .json()
+        .await
+        .expect("role");
+    assert_eq!(role["inherits"], json!([]), "the graph is unchanged");
+}
+
+#[tokio::test]
+async fn self_inheritance_rejected() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .post_json(
+            "/api/v1/admin/roles",
+            &app.admin_token,
+            &json!({"name": "narcissus", "permissions": ["read"], "inherits": ["narcissus"]}),
+        )
+        .await;
+
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+}
