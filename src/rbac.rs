@@ -20,6 +20,10 @@ pub const KNOWN_PERMISSIONS: &[&str] = &[
     "security:admin",
 ];
 
+/// The refusal when someone tries to grant (through a role, a user's roles or
+/// an API key) a permission they do not have themselves.
+pub const GRANT_DENIED: &str = "cannot grant permissions that the caller does not have";
+
 /// A validated permission name: a known permission, `*`, or `prefix:*` for a
 /// prefix that some known permission has.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]

@@ -10,15 +10,13 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::context::SharedContext;
+use super::context::record_change;
 use super::cursor;
 use super::error::{ApiError, ApiResult};
 use super::extract::{Authenticated, Context, JsonBody};
 use super::query::QueryPairs;
-use crate::app::accounts::{change_account, AccountChange, AccountError};
+use crate::app::accounts::{change_account, check_can_grant, AccountChange, AccountError};
 use crate::app::{create_user, AppState, CreateUserError, NewUser};
-use crate::audit::{AuditEvent, Severity, Status};
-use crate::auth::Principal;
 use crate::config::SecretString;
 use crate::storage::{User, UserCursor};
 
@@ -51,43 +49,6 @@ impl From<CreateUserError> for ApiError {
     }
 }
 
-/// Nobody grants a permission they do not hold.
-fn check_can_grant(state: &AppState, principal: &Principal, roles: &[String]) -> ApiResult<()> {
-    let granted = state.auth.permissions_of(roles);
-    if principal.permissions.covers(&granted) {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden(
-            "nobody can grant a permission they do not hold".into(),
-        ))
-    }
-}
-
-async fn audit_user_change(
-    state: &AppState,
-    context: &SharedContext,
-    principal: &Principal,
-    event_type: &str,
-    description: String,
-) -> ApiResult<()> {
-    let mut event = AuditEvent::new(
-        state.clock.now(),
-        event_type,
-        event_type,
-        Status::Success,
-        Severity::Medium,
-    )
-    .user(Some(principal.user_id.to_string()), principal.api_key_id.clone())
-    .description(description);
-    event.client_ip = Some(context.client_ip.to_string());
-    event.request_id = Some(context.request_id.clone());
-    state
-        .audit
-        .record_durable(event)
-        .await
-        .map_err(|_| ApiError::AuditUnavailable)
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CreateUserRequest {
@@ -105,21 +66,15 @@ async fn create(
 ) -> ApiResult<Response> {
     let principal = caller.require("users:admin")?;
     let roles = body.roles.unwrap_or_else(|| vec!["user".into()]);
+    check_can_grant(&state.auth, &principal, &roles)?;
     let known: Vec<String> = state.auth.roles().keys().cloned().collect();
-    if let Some(unknown) = roles.iter().find(|role| !known.contains(role)) {
-        return Err(ApiError::InvalidParameter(format!(
-            "unknown role `{}`",
-            unknown.chars().take(64).collect::<String>()
-        )));
-    }
-    check_can_grant(&state, &principal, &roles)?;
     let new = NewUser {
         username: body.username,
         password: body.password,
         roles,
     };
     let user = create_user(&state.store, &known, new, state.clock.now()).await?;
-    audit_user_change(
+    record_change(
         &state,
         &context,
         &principal,
@@ -219,6 +174,6 @@ async fn update(
         unlock: body.unlock == Some(true),
     };
     let (user, description) = change_account(&state.auth, &principal, target, change, now).await?;
-    audit_user_change(&state, &context, &principal, "user_updated", description).await?;
+    record_change(&state, &context, &principal, "user_updated", description).await?;
     Ok(Json(user_view(&user, now)))
 }

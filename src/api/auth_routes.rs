@@ -8,11 +8,11 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::context::SharedContext;
+use super::context::{record_security_event, SharedContext};
 use super::error::{ApiError, ApiResult};
 use super::extract::{Authenticated, Context, JsonBody};
 use crate::app::AppState;
-use crate::audit::{AuditEvent, Severity, Status};
+use crate::audit::{Severity, Status};
 use crate::auth::sessions::MfaError;
 use crate::auth::{AuthError, SecondFactor, TokenPair};
 use crate::config::SecretString;
@@ -69,16 +69,11 @@ async fn audit_security(
     severity: Severity,
     description: String,
 ) -> ApiResult<()> {
-    let mut event = AuditEvent::new(state.clock.now(), event_type, event_type, status, severity)
+    let event = context
+        .event(state, event_type, status, severity)
         .user(user_id, None)
         .description(description);
-    event.client_ip = Some(context.client_ip.to_string());
-    event.request_id = Some(context.request_id.clone());
-    state
-        .audit
-        .record_durable(event)
-        .await
-        .map_err(|_| ApiError::AuditUnavailable)
+    record_security_event(state, event).await
 }
 
 #[derive(Deserialize)]

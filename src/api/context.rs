@@ -4,6 +4,9 @@
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
+use super::error::{ApiError, ApiResult};
+use crate::app::AppState;
+use crate::audit::{AuditEvent, Severity, Status};
 use crate::auth::{AuthError, Principal};
 
 /// Created by the middleware for each request and placed in its extensions.
@@ -40,4 +43,46 @@ impl RequestContext {
             .map(|principal| principal.user_id.to_string())
             .or_else(|| self.acting_user_id.lock().ok().and_then(|slot| slot.clone()))
     }
+}
+
+impl RequestContext {
+    /// Starts an audit event stamped with this request's client address and id.
+    pub fn event(&self, state: &AppState, event_type: &str, status: Status, severity: Severity) -> AuditEvent {
+        let mut event = AuditEvent::new(state.clock.now(), event_type, event_type, status, severity);
+        event.client_ip = Some(self.client_ip.to_string());
+        event.request_id = Some(self.request_id.clone());
+        event
+    }
+}
+
+/// Writes a security event to disk before the response is sent.
+///
+/// # Errors
+/// [`ApiError::AuditUnavailable`] when it cannot be written, so that no
+/// change goes unrecorded.
+pub async fn record_security_event(state: &AppState, event: AuditEvent) -> ApiResult<()> {
+    state
+        .audit
+        .record_durable(event)
+        .await
+        .map_err(|_| ApiError::AuditUnavailable)
+}
+
+/// Records a change that `principal` made (users, roles, keys) as a
+/// successful event of medium severity.
+///
+/// # Errors
+/// As [`record_security_event`].
+pub async fn record_change(
+    state: &AppState,
+    context: &RequestContext,
+    principal: &Principal,
+    event_type: &str,
+    description: String,
+) -> ApiResult<()> {
+    let event = context
+        .event(state, event_type, Status::Success, Severity::Medium)
+        .user(Some(principal.user_id.to_string()), principal.api_key_id.clone())
+        .description(description);
+    record_security_event(state, event).await
 }

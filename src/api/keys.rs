@@ -11,12 +11,11 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::context::SharedContext;
+use super::context::record_change;
 use super::error::{ApiError, ApiResult};
 use super::extract::{from_value, parse_json, Authenticated, Context, JsonBody};
 use super::query::QueryPairs;
 use crate::app::AppState;
-use crate::audit::{AuditEvent, Severity, Status};
 use crate::auth::api_key::display_prefix;
 use crate::auth::keys::{create_key, find_manageable_key, rotate_key, KeyError, KeyLimits, KeyRequest};
 use crate::auth::Principal;
@@ -69,31 +68,6 @@ fn manage_permission(principal: &Principal) -> ApiResult<bool> {
     }
 }
 
-async fn audit_key_event(
-    state: &AppState,
-    context: &SharedContext,
-    principal: &Principal,
-    event_type: &str,
-    description: String,
-) -> ApiResult<()> {
-    let mut event = AuditEvent::new(
-        state.clock.now(),
-        event_type,
-        event_type,
-        Status::Success,
-        Severity::Medium,
-    )
-    .user(Some(principal.user_id.to_string()), principal.api_key_id.clone())
-    .description(description);
-    event.client_ip = Some(context.client_ip.to_string());
-    event.request_id = Some(context.request_id.clone());
-    state
-        .audit
-        .record_durable(event)
-        .await
-        .map_err(|_| ApiError::AuditUnavailable)
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CreateKeyRequest {
@@ -141,9 +115,7 @@ async fn create(
             .filter_map(|p| crate::rbac::Permission::parse(p).ok())
             .collect();
         if !principal.permissions.covers(&crate::rbac::PermissionSet::new(parsed)) {
-            return Err(ApiError::Forbidden(
-                "nobody can grant a permission they do not hold".into(),
-            ));
+            return Err(ApiError::Forbidden(crate::rbac::GRANT_DENIED.into()));
         }
     }
     // A custom rate may only lower the default, unless the caller
@@ -163,7 +135,7 @@ async fn create(
     };
     let pepper = current_pepper(&state)?;
     let created = create_key(&state.auth, &owner, request, limits, &pepper, state.clock.now()).await?;
-    audit_key_event(
+    record_change(
         &state,
         &context,
         &principal,
@@ -233,7 +205,7 @@ async fn rotate(
     let grace = request.grace_period_hours.unwrap_or(0);
     let pepper = current_pepper(&state)?;
     let created = rotate_key(&state.auth, &old, grace, &pepper, state.clock.now()).await?;
-    audit_key_event(
+    record_change(
         &state,
         &context,
         &principal,
@@ -260,7 +232,7 @@ async fn revoke(
     let key = find_manageable_key(&state.auth, &id, principal.user_id, admin).await?;
     state.store.revoke_api_key(&key.id, state.clock.now()).await?;
     state.auth.key_changed(&key.id).await;
-    audit_key_event(
+    record_change(
         &state,
         &context,
         &principal,

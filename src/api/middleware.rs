@@ -224,7 +224,7 @@ fn ambiguous_framing(headers: &HeaderMap) -> bool {
 }
 
 async fn handle(state: AppState, request_id: String, request: &mut Request, next: Next) -> Response {
-    let head_bytes: usize = request.uri().to_string().len()
+    let head_bytes: usize = request.uri().path_and_query().map_or(0, |target| target.as_str().len())
         + request
             .headers()
             .iter()
@@ -324,46 +324,63 @@ async fn handle(state: AppState, request_id: String, request: &mut Request, next
     }
 
     if metered {
-        record_access(&state, &context, &method, &path, &route, response.status()).await;
+        let finished = FinishedRequest {
+            context: &context,
+            method: &method,
+            path: &path,
+            route: &route,
+            status: response.status(),
+        };
+        record_access(&state, &finished).await;
     }
     response
 }
 
-async fn record_access(
-    state: &AppState,
-    context: &RequestContext,
-    method: &Method,
-    path: &str,
-    route: &str,
+/// What the audit events of one finished request share.
+struct FinishedRequest<'a> {
+    context: &'a RequestContext,
+    method: &'a Method,
+    path: &'a str,
+    route: &'a str,
     status: StatusCode,
-) {
+}
+
+impl FinishedRequest<'_> {
+    /// Starts an event about this request, with its action, client address,
+    /// method, path, HTTP status and request id filled in.
+    fn event(&self, state: &AppState, event_type: &str, status: Status, severity: Severity) -> AuditEvent {
+        let action = format!("{} {}", self.method, self.route);
+        let mut event = AuditEvent::new(state.clock.now(), event_type, &action, status, severity);
+        event.client_ip = Some(self.context.client_ip.to_string());
+        event.method = Some(self.method.to_string());
+        // The path only: query strings may carry values that must not be logged.
+        event.path = Some(self.path.chars().take(512).collect());
+        event.http_status = Some(self.status.as_u16());
+        event.request_id = Some(self.context.request_id.clone());
+        event
+    }
+}
+
+async fn record_access(state: &AppState, request: &FinishedRequest<'_>) {
+    let context = request.context;
     let principal = context.principal();
+    let api_key_id = principal.and_then(|p| p.api_key_id.clone());
     if let Some(principal) = principal {
         if let Ok(mut counts) = state.request_counts.lock() {
             *counts.entry(principal.user_id.to_string()).or_insert(0) += 1;
         }
     }
-    let (audit_status, severity) = outcome(status);
-    let mut event = AuditEvent::new(
-        state.clock.now(),
-        "access",
-        &format!("{method} {route}"),
-        audit_status,
-        severity,
-    )
-    .user(context.audit_user_id(), principal.and_then(|p| p.api_key_id.clone()))
-    .description(status.canonical_reason().unwrap_or("").to_string());
-    event.client_ip = Some(context.client_ip.to_string());
-    event.method = Some(method.to_string());
-    // The path only: query strings may carry values that must not be logged.
-    event.path = Some(path.chars().take(512).collect());
-    event.http_status = Some(status.as_u16());
-    event.request_id = Some(context.request_id.clone());
+
+    let (audit_status, severity) = outcome(request.status);
+    let event = request
+        .event(state, "access", audit_status, severity)
+        .user(context.audit_user_id(), api_key_id.clone())
+        .description(request.status.canonical_reason().unwrap_or("").to_string());
     state.audit.record(event).await;
 
-    record_key_events(state, context, method, route).await;
+    record_key_events(state, request).await;
 
-    let security_event = match status {
+    let security_event = match request.status {
         StatusCode::TOO_MANY_REQUESTS => Some(("rate_limit_exceeded", "rate limit exceeded")),
         StatusCode::FORBIDDEN => Some(("permission_denied", "permission denied")),
         StatusCode::UNAUTHORIZED if context.authentication.is_some() => {
@@ -372,27 +389,18 @@ async fn record_access(
         _ => None,
     };
     if let Some((event_type, what)) = security_event {
-        let mut event = AuditEvent::new(
-            state.clock.now(),
-            event_type,
-            &format!("{method} {route}"),
-            Status::Denied,
-            Severity::Low,
-        )
-        .user(context.audit_user_id(), principal.and_then(|p| p.api_key_id.clone()))
-        .description(format!("{what} on {method} {route}"));
-        event.client_ip = Some(context.client_ip.to_string());
-        event.method = Some(method.to_string());
-        event.path = Some(path.chars().take(512).collect());
-        event.http_status = Some(status.as_u16());
-        event.request_id = Some(context.request_id.clone());
+        let event = request
+            .event(state, event_type, Status::Denied, Severity::Low)
+            .user(context.audit_user_id(), api_key_id)
+            .description(format!("{what} on {} {}", request.method, request.route));
         state.audit.record(event).await;
     }
 }
 
 /// Audits the uses of API keys that operators must see: revoked, expired or
 /// unknown keys, and rotated keys still used inside their grace period.
-async fn record_key_events(state: &AppState, context: &RequestContext, method: &Method, route: &str) {
+async fn record_key_events(state: &AppState, request: &FinishedRequest<'_>) {
+    let context = request.context;
     let (event_type, status, severity, description) = match &context.authentication {
         Some(Err(AuthError::ApiKeyRevoked)) => (
             "revoked_api_key_used",
@@ -420,47 +428,26 @@ async fn record_key_events(state: &AppState, context: &RequestContext, method: &
         ),
         _ => return,
     };
-    let principal = context.principal();
-    let mut event = AuditEvent::new(
-        state.clock.now(),
-        event_type,
-        &format!("{method} {route}"),
-        status,
-        severity,
-    )
-    .user(
-        principal.map(|p| p.user_id.to_string()),
-        context.presented_api_key_id.clone(),
-    )
-    .description(description);
-    event.client_ip = Some(context.client_ip.to_string());
-    event.method = Some(method.to_string());
-    event.request_id = Some(context.request_id.clone());
+    let event = request
+        .event(state, event_type, status, severity)
+        .user(
+            context.principal().map(|p| p.user_id.to_string()),
+            context.presented_api_key_id.clone(),
+        )
+        .description(description);
     state.audit.record(event).await;
 
-    let invalid_key = matches!(
-        &context.authentication,
-        Some(Err(AuthError::InvalidApiKey
-            | AuthError::ApiKeyRevoked
-            | AuthError::ApiKeyExpired))
-    );
-    if invalid_key
+    let unusable_key = status == Status::Denied;
+    if unusable_key
         && state
             .invalid_key_detector
             .record(&context.client_ip.to_string(), state.clock.now())
     {
-        let mut event = AuditEvent::new(
-            state.clock.now(),
-            "api_key_burst",
-            "detector",
-            Status::Denied,
-            Severity::High,
-        )
-        .description("20 or more unusable API keys from one address within 5 minutes");
-        event.client_ip = Some(context.client_ip.to_string());
-        event.request_id = Some(context.request_id.clone());
+        let event = context
+            .event(state, "api_key_burst", Status::Denied, Severity::High)
+            .description("20 or more unusable API keys from one address within 5 minutes");
         if state.audit.record_durable(event).await.is_err() {
-            tracing::error!("could not write the api_key_burst event");
+            tracing::error!(client_ip = %context.client_ip, "could not write the api_key_burst event");
         }
     }
 }

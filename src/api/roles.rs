@@ -8,15 +8,14 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::context::SharedContext;
+use super::context::record_change;
 use super::error::{ApiError, ApiResult};
 use super::extract::{Authenticated, Context, JsonBody};
 use crate::app::roles::{
-    check_role_unused, effective_permissions, insert_role, validate_role, RoleDefinition, RoleError,
+    check_custom_role, delete_role as delete_custom_role, effective_permissions, insert_role, validate_role,
+    RoleDefinition, RoleError,
 };
 use crate::app::AppState;
-use crate::audit::{AuditEvent, Severity, Status};
-use crate::auth::Principal;
 use crate::rbac::Role;
 
 pub fn router() -> Router<AppState> {
@@ -65,31 +64,6 @@ struct RoleRequest {
     permissions: Vec<String>,
     #[serde(default)]
     inherits: Vec<String>,
-}
-
-async fn audit_role_change(
-    state: &AppState,
-    context: &SharedContext,
-    principal: &Principal,
-    event_type: &str,
-    description: String,
-) -> ApiResult<()> {
-    let mut event = AuditEvent::new(
-        state.clock.now(),
-        event_type,
-        event_type,
-        Status::Success,
-        Severity::Medium,
-    )
-    .user(Some(principal.user_id.to_string()), principal.api_key_id.clone())
-    .description(description);
-    event.client_ip = Some(context.client_ip.to_string());
-    event.request_id = Some(context.request_id.clone());
-    state
-        .audit
-        .record_durable(event)
-        .await
-        .map_err(|_| ApiError::AuditUnavailable)
 }
 
 async fn list_roles(State(state): State<AppState>, caller: Authenticated) -> ApiResult<Json<Value>> {
@@ -141,7 +115,7 @@ async fn create_role(
     let role = validate_role(definition, &roles, &principal)?;
     insert_role(&state.store, &role, state.clock.now()).await?;
     state.auth.roles_changed().await?;
-    audit_role_change(
+    record_change(
         &state,
         &context,
         &principal,
@@ -164,13 +138,7 @@ async fn replace_role(
         return Err(ApiError::InvalidParameter("a role cannot be renamed".into()));
     }
     let roles = state.auth.roles();
-    match roles.get(&name) {
-        None => return Err(RoleError::NotFound.into()),
-        Some(existing) if existing.builtin => {
-            return Err(RoleError::Forbidden("built-in roles cannot be changed or deleted".into()).into())
-        }
-        Some(_) => {}
-    }
+    check_custom_role(&roles, &name)?;
     let definition = RoleDefinition {
         name: name.clone(),
         description: body.description,
@@ -182,7 +150,7 @@ async fn replace_role(
         return Err(RoleError::NotFound.into());
     }
     state.auth.roles_changed().await?;
-    audit_role_change(
+    record_change(
         &state,
         &context,
         &principal,
@@ -201,17 +169,9 @@ async fn delete_role(
 ) -> ApiResult<StatusCode> {
     let principal = caller.require("roles:admin")?;
     let roles = state.auth.roles();
-    match roles.get(&name) {
-        None => return Err(RoleError::NotFound.into()),
-        Some(existing) if existing.builtin => {
-            return Err(RoleError::Forbidden("built-in roles cannot be changed or deleted".into()).into())
-        }
-        Some(_) => {}
-    }
-    check_role_unused(&state.store, &name, &roles).await?;
-    state.store.delete_role(&name).await?;
+    delete_custom_role(&state.store, &name, &roles).await?;
     state.auth.roles_changed().await?;
-    audit_role_change(
+    record_change(
         &state,
         &context,
         &principal,

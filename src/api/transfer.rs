@@ -14,7 +14,7 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{Authenticated, Context};
 use super::query::QueryPairs;
 use crate::app::AppState;
-use crate::audit::{AuditEvent, Severity, Status};
+use crate::audit::{Severity, Status};
 use crate::auth::Principal;
 use crate::registry::{ImportReport, Registry};
 use crate::storage::{EntryCursor, EntryFilter};
@@ -125,20 +125,13 @@ async fn import_entries(
 }
 
 async fn record_import(state: &AppState, context: &SharedContext, principal: &Principal, report: &ImportReport) {
-    let mut event = AuditEvent::new(
-        state.clock.now(),
-        "entries_imported",
-        "import",
-        Status::Success,
-        Severity::Info,
-    )
-    .user(Some(principal.user_id.to_string()), principal.api_key_id.clone())
-    .description(format!(
-        "import: {} created, {} updated, {} skipped",
-        report.created, report.updated, report.skipped
-    ));
-    event.client_ip = Some(context.client_ip.to_string());
-    event.request_id = Some(context.request_id.clone());
+    let event = context
+        .event(state, "entries_imported", Status::Success, Severity::Info)
+        .user(Some(principal.user_id.to_string()), principal.api_key_id.clone())
+        .description(format!(
+            "import: {} created, {} updated, {} skipped",
+            report.created, report.updated, report.skipped
+        ));
     state.audit.record(event).await;
 }
 

@@ -59,9 +59,22 @@ async fn check_last_admin(auth: &Authenticator, before: &User, after: &User) -> 
     }
 }
 
-/// Applies `change` to `target` on behalf of `actor`, enforcing: nobody grants
-/// a permission they do not hold, nobody changes their own roles or disables
-/// themselves, and the last active administrator stays. Returns the updated
+/// Checks that `actor` holds every permission that `roles` would grant, so
+/// that no one can hand out more than they have.
+///
+/// # Errors
+/// [`AccountError::Forbidden`] otherwise.
+pub fn check_can_grant(auth: &Authenticator, actor: &Principal, roles: &[String]) -> Result<(), AccountError> {
+    if actor.permissions.covers(&auth.permissions_of(roles)) {
+        Ok(())
+    } else {
+        Err(AccountError::Forbidden(crate::rbac::GRANT_DENIED.into()))
+    }
+}
+
+/// Applies `change` to `target` on behalf of `actor`. It enforces three rules:
+/// no one grants a permission they lack, no one changes their own roles or
+/// disables themselves, and the last active administrator remains. Returns the updated
 /// user and a description of what changed, for the audit trail.
 ///
 /// # Errors
@@ -85,11 +98,7 @@ pub async fn change_account(
             let unknown: String = unknown.chars().take(64).collect();
             return Err(AccountError::Invalid(format!("unknown role `{unknown}`")));
         }
-        if !actor.permissions.covers(&auth.permissions_of(&roles)) {
-            return Err(AccountError::Forbidden(
-                "nobody can grant a permission they do not hold".into(),
-            ));
-        }
+        check_can_grant(auth, actor, &roles)?;
         changes.push(format!("roles {:?} -> {:?}", user.roles, roles));
         user.roles = roles;
     }

@@ -104,14 +104,12 @@ pub fn validate_role(
     }
 
     // The role's effective permissions, inherited ones included, must all be
-    // held by the caller: nobody grants what they do not hold.
+    // held by the caller, so that no one grants what they lack.
     let mut with_candidate = roles.clone();
     with_candidate.insert(role.name.clone(), role.clone());
     let effective = resolve_permissions(std::slice::from_ref(&role.name), &with_candidate);
     if !caller.permissions.covers(&effective) {
-        return Err(RoleError::Forbidden(
-            "nobody can grant a permission they do not hold".into(),
-        ));
+        return Err(RoleError::Forbidden(crate::rbac::GRANT_DENIED.into()));
     }
     Ok(role)
 }
@@ -152,6 +150,31 @@ pub async fn check_role_unused(
 /// The effective permissions of a role, for display.
 pub fn effective_permissions(role: &Role, roles: &HashMap<String, Role>) -> PermissionSet {
     resolve_permissions(std::slice::from_ref(&role.name), roles)
+}
+
+/// Checks that `name` is an existing custom role, which may be changed.
+///
+/// # Errors
+/// [`RoleError::NotFound`], or [`RoleError::Forbidden`] for a built-in role.
+pub fn check_custom_role(roles: &HashMap<String, Role>, name: &str) -> Result<(), RoleError> {
+    match roles.get(name) {
+        None => Err(RoleError::NotFound),
+        Some(role) if role.builtin => Err(RoleError::Forbidden(
+            "built-in roles cannot be changed or deleted".into(),
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Deletes a custom role that no user has and no role inherits.
+///
+/// # Errors
+/// As [`check_custom_role`] and [`check_role_unused`].
+pub async fn delete_role(store: &SharedStore, name: &str, roles: &HashMap<String, Role>) -> Result<(), RoleError> {
+    check_custom_role(roles, name)?;
+    check_role_unused(store, name, roles).await?;
+    store.delete_role(name).await?;
+    Ok(())
 }
 
 /// Stores a new role.

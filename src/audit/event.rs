@@ -73,9 +73,4 @@ impl AuditEvent {
         self.api_key_id = api_key_id;
         self
     }
-
-    /// Whether the event must be on disk before the response is sent.
-    pub fn is_security_event(&self) -> bool {
-        self.event_type != "access"
-    }
 }

@@ -9,7 +9,6 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 
 use crate::app::AppState;
-use crate::audit::{AuditEvent, Severity, Status};
 use crate::auth::api_key::display_prefix;
 use crate::auth::keys::{create_key, find_manageable_key, rotate_key, KeyLimits, KeyRequest};
 use crate::config::Config;
@@ -67,22 +66,6 @@ pub(super) struct RevokeArgs {
     id: String,
 }
 
-async fn audit(state: &AppState, event_type: &str, description: String) -> anyhow::Result<()> {
-    let event = AuditEvent::new(
-        state.clock.now(),
-        event_type,
-        event_type,
-        Status::Success,
-        Severity::Medium,
-    )
-    .description(format!("{description} (command line)"));
-    state
-        .audit
-        .record_durable(event)
-        .await
-        .map_err(|_| anyhow::anyhow!("the audit log could not be written; nothing was changed"))
-}
-
 fn pepper(state: &AppState) -> anyhow::Result<[u8; 32]> {
     state.auth.peppers().first().copied().context("no API key pepper")
 }
@@ -116,7 +99,7 @@ async fn execute(command: KeysCommand, state: &AppState) -> anyhow::Result<ExitC
                 max_days: state.config.api_key_max_expire_days,
             };
             let created = create_key(&state.auth, &owner, request, limits, &pepper(state)?, now).await?;
-            audit(
+            super::record_operator_event(
                 state,
                 "api_key_created",
                 format!("API key {} created for user {}", created.record.id, owner.id),
@@ -158,7 +141,7 @@ async fn execute(command: KeysCommand, state: &AppState) -> anyhow::Result<ExitC
         KeysCommand::Rotate(args) => {
             let old = find_manageable_key(&state.auth, &args.id, uuid::Uuid::nil(), true).await?;
             let created = rotate_key(&state.auth, &old, args.grace_period_hours, &pepper(state)?, now).await?;
-            audit(
+            super::record_operator_event(
                 state,
                 "api_key_rotated",
                 format!(
@@ -177,7 +160,7 @@ async fn execute(command: KeysCommand, state: &AppState) -> anyhow::Result<ExitC
             let key = find_manageable_key(&state.auth, &args.id, uuid::Uuid::nil(), true).await?;
             state.store.revoke_api_key(&key.id, now).await?;
             state.auth.key_changed(&key.id).await;
-            audit(state, "api_key_revoked", format!("API key {} revoked", key.id)).await?;
+            super::record_operator_event(state, "api_key_revoked", format!("API key {} revoked", key.id)).await?;
             eprintln!("revoked key {}", key.id);
         }
     }

@@ -134,3 +134,27 @@ fn read_secret(path: Option<&std::path::Path>) -> anyhow::Result<crate::config::
     }
     Ok(crate::config::SecretString::new(value))
 }
+
+/// Writes an operator's change to the audit trail, marked as made on the
+/// command line, and waits until it is on disk.
+async fn record_operator_event(
+    state: &crate::app::AppState,
+    event_type: &str,
+    description: String,
+) -> anyhow::Result<()> {
+    use crate::audit::{AuditEvent, Severity, Status};
+
+    let event = AuditEvent::new(
+        state.clock.now(),
+        event_type,
+        event_type,
+        Status::Success,
+        Severity::Medium,
+    )
+    .description(format!("{description} (command line)"));
+    state
+        .audit
+        .record_durable(event)
+        .await
+        .map_err(|_| anyhow::anyhow!("the audit log could not be written after the change; check AUDIT_LOG_FILE"))
+}

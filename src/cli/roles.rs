@@ -8,9 +8,8 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::app::accounts::operator_principal;
-use crate::app::roles::{check_role_unused, effective_permissions, insert_role, validate_role, RoleDefinition};
+use crate::app::roles::{delete_role, effective_permissions, insert_role, validate_role, RoleDefinition};
 use crate::app::AppState;
-use crate::audit::{AuditEvent, Severity, Status};
 use crate::config::Config;
 
 #[derive(Subcommand)]
@@ -53,22 +52,6 @@ pub(super) async fn run(command: RolesCommand, config: Config) -> anyhow::Result
     result
 }
 
-async fn audit(state: &AppState, event_type: &str, description: String) -> anyhow::Result<()> {
-    let event = AuditEvent::new(
-        state.clock.now(),
-        event_type,
-        event_type,
-        Status::Success,
-        Severity::Medium,
-    )
-    .description(format!("{description} (command line)"));
-    state
-        .audit
-        .record_durable(event)
-        .await
-        .map_err(|_| anyhow::anyhow!("the audit log could not be written after the change"))
-}
-
 async fn execute(command: RolesCommand, state: &AppState) -> anyhow::Result<ExitCode> {
     let roles = state.auth.roles();
     match command {
@@ -98,7 +81,7 @@ async fn execute(command: RolesCommand, state: &AppState) -> anyhow::Result<Exit
             };
             let role = validate_role(definition, &roles, &operator_principal(Uuid::nil(), "command line"))?;
             insert_role(&state.store, &role, state.clock.now()).await?;
-            audit(
+            super::record_operator_event(
                 state,
                 "role_created",
                 format!("role {} created with {:?}", role.name, role.permissions),
@@ -107,14 +90,8 @@ async fn execute(command: RolesCommand, state: &AppState) -> anyhow::Result<Exit
             println!("created role {}", role.name);
         }
         RolesCommand::Delete(args) => {
-            match roles.get(&args.name) {
-                None => anyhow::bail!("no role named `{}`", args.name),
-                Some(role) if role.builtin => anyhow::bail!("built-in roles cannot be deleted"),
-                Some(_) => {}
-            }
-            check_role_unused(&state.store, &args.name, &roles).await?;
-            state.store.delete_role(&args.name).await?;
-            audit(state, "role_deleted", format!("role {} deleted", args.name)).await?;
+            delete_role(&state.store, &args.name, &roles).await?;
+            super::record_operator_event(state, "role_deleted", format!("role {} deleted", args.name)).await?;
             println!("deleted role {}", args.name);
         }
     }

@@ -9,7 +9,6 @@ use uuid::Uuid;
 
 use crate::app::accounts::{change_account, operator_principal, AccountChange};
 use crate::app::{create_user, AppState, Core, NewUser};
-use crate::audit::{AuditEvent, Severity, Status};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::rbac::builtin_roles;
@@ -106,13 +105,7 @@ async fn apply_change(state: &AppState, username: &str, change: AccountChange) -
     let operator = operator_principal(Uuid::nil(), "command line");
     let now = state.clock.now();
     let (user, description) = change_account(&state.auth, &operator, target, change, now).await?;
-    let event = AuditEvent::new(now, "user_updated", "user_updated", Status::Success, Severity::Medium)
-        .description(format!("{description} (command line)"));
-    state
-        .audit
-        .record_durable(event)
-        .await
-        .map_err(|_| anyhow::anyhow!("the audit log could not be written after the change"))?;
+    super::record_operator_event(state, "user_updated", description.clone()).await?;
     println!(
         "{description}; roles now {}, disabled {}",
         user.roles.join(", "),
