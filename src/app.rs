@@ -87,7 +87,7 @@ pub struct AppState {
     pub request_counts: Arc<Mutex<HashMap<String, u64>>>,
 }
 
-/// The pepper for API-key hashes, derived from an encryption key so that it
+/// Derives the pepper for API-key hashes from an encryption key, so that it
 /// lives outside the database.
 pub fn api_key_pepper(encryption_key: &[u8; 32]) -> [u8; 32] {
     hmac_sha256(encryption_key, b"hyper-registry api-key pepper")

@@ -76,7 +76,7 @@ pub struct AesGcmCipher {
     previous: Vec<(Vec<u8>, Aes256Gcm)>,
 }
 
-/// A short public id for a key: a truncated HMAC, which reveals nothing of it.
+/// Derives a short public id for a key: a truncated HMAC, which reveals nothing of it.
 pub fn key_id(key: &[u8; 32]) -> Vec<u8> {
     hmac_sha256(key, b"hyper-registry key id")[..KEY_ID_BYTES].to_vec()
 }

@@ -64,9 +64,9 @@ pub struct RedisLink {
     last_attempt: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
-/// Longest wait for a first connection before the caller falls back.
+/// Maximum wait for a first connection before the caller falls back.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
-/// Least time between two attempts to open the first connection.
+/// Minimum time between two attempts to open the first connection.
 const CONNECT_RETRY: Duration = Duration::from_secs(1);
 
 impl RedisLink {
@@ -82,7 +82,7 @@ impl RedisLink {
         &self.client
     }
 
-    /// The connection, or `None` while Redis cannot be reached.
+    /// Returns the connection, or `None` while Redis cannot be reached.
     pub async fn connection(&self) -> Option<ConnectionManager> {
         if let Some(connection) = self.connection.lock().await.as_ref() {
             return Some(connection.clone());
@@ -110,7 +110,7 @@ impl RedisLink {
         }
     }
 
-    /// Whether Redis answers a PING now.
+    /// Returns whether Redis replies to a PING now.
     pub async fn ping(&self) -> bool {
         let Some(mut connection) = self.connection().await else {
             return false;
@@ -128,7 +128,7 @@ pub struct EventBus {
     channel: String,
 }
 
-/// Longest wait for a publish before it is given up (and logged).
+/// Maximum wait for a publish before it is abandoned and logged.
 const PUBLISH_TIMEOUT: Duration = Duration::from_millis(500);
 
 impl EventBus {

@@ -4,7 +4,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 
-/// Every permission name the registry knows. Anything else is rejected.
+/// Every permission name the registry defines. Anything else is rejected.
 pub const KNOWN_PERMISSIONS: &[&str] = &[
     "read",
     "search",
@@ -58,7 +58,7 @@ impl Permission {
         &self.0
     }
 
-    /// Whether holding this permission grants `needed` (a concrete name).
+    /// Returns whether holding this permission grants `needed` (a concrete name).
     pub fn grants(&self, needed: &str) -> bool {
         if self.0 == "*" || self.0 == needed {
             return true;
@@ -89,12 +89,12 @@ impl PermissionSet {
         PermissionSet(permissions.into_iter().collect())
     }
 
-    /// Whether any held permission grants `needed`.
+    /// Returns whether any held permission grants `needed`.
     pub fn allows(&self, needed: &str) -> bool {
         self.0.iter().any(|held| held.grants(needed))
     }
 
-    /// Whether every permission of `other` is granted by this set, so that a
+    /// Returns whether this set grants every permission of `other`, so that a
     /// holder of this set may hand `other` to someone else.
     pub fn covers(&self, other: &PermissionSet) -> bool {
         other.0.iter().all(|wanted| self.covers_one(wanted))
@@ -114,7 +114,7 @@ impl PermissionSet {
         self.allows(wanted.as_str())
     }
 
-    /// The concrete permissions this set grants, wildcards expanded.
+    /// Lists the concrete permissions this set grants, wildcards expanded.
     pub fn effective(&self) -> Vec<String> {
         KNOWN_PERMISSIONS
             .iter()
@@ -123,7 +123,7 @@ impl PermissionSet {
             .collect()
     }
 
-    /// The permissions granted by both sets, wildcards expanded.
+    /// Returns the permissions granted by both sets, wildcards expanded.
     pub fn intersect(&self, other: &PermissionSet) -> PermissionSet {
         let names = KNOWN_PERMISSIONS
             .iter()
@@ -147,7 +147,7 @@ pub struct Role {
     pub builtin: bool,
 }
 
-/// The built-in roles, which cannot be changed or deleted.
+/// Returns the built-in roles, which cannot be changed or deleted.
 pub fn builtin_roles() -> Vec<Role> {
     let role = |name: &str, description: &str, permissions: &[&str]| Role {
         name: name.to_string(),

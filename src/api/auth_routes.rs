@@ -131,8 +131,8 @@ async fn login(
             ("login_success", Status::Success, "login succeeded with a recovery code")
         }
         Ok(_) => ("login_success", Status::Success, "login succeeded"),
-        Err(AuthError::AccountLocked { .. }) => ("login_failed", Status::Denied, "login refused: account locked"),
-        Err(AuthError::AccountDisabled) => ("login_failed", Status::Denied, "login refused: account disabled"),
+        Err(AuthError::AccountLocked { .. }) => ("login_failed", Status::Denied, "login rejected: account locked"),
+        Err(AuthError::AccountDisabled) => ("login_failed", Status::Denied, "login rejected: account disabled"),
         Err(AuthError::MfaRequired) => ("login_failed", Status::Failed, "login needs a second factor"),
         Err(AuthError::InvalidMfaCode) => ("login_failed", Status::Failed, "login failed: wrong MFA code"),
         Err(AuthError::InvalidCredentials) if outcome.user_id.is_none() => {

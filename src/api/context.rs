@@ -26,7 +26,7 @@ pub struct RequestContext {
 pub type SharedContext = Arc<RequestContext>;
 
 impl RequestContext {
-    /// The principal, if authentication succeeded.
+    /// Returns the principal, if authentication succeeded.
     pub fn principal(&self) -> Option<&Principal> {
         self.authentication.as_ref().and_then(|result| result.as_ref().ok())
     }
@@ -37,7 +37,7 @@ impl RequestContext {
         }
     }
 
-    /// The user id recorded in the audit event.
+    /// Returns the user id to record in the audit event.
     pub fn audit_user_id(&self) -> Option<String> {
         self.principal()
             .map(|principal| principal.user_id.to_string())

@@ -76,7 +76,7 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Option<Result<Pr
     }
 }
 
-/// The bucket name and limit that apply to a request.
+/// Returns the bucket name and limit that apply to a request.
 fn limit_for(state: &AppState, principal: Option<&Principal>, path: &str) -> (String, Limit) {
     let config = &state.config;
     if path == "/auth/login" {
@@ -198,7 +198,7 @@ fn is_state_changing(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
-/// The middleware itself; see the module docs for its steps.
+/// Runs the pipeline around one request; the module docs list its steps.
 pub async fn pipeline(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let request_id = request_id(request.headers());
     let scoped_id = request_id.clone();
@@ -336,7 +336,7 @@ async fn handle(state: AppState, request_id: String, request: &mut Request, next
     response
 }
 
-/// What the audit events of one finished request share.
+/// The facts that the audit events of one finished request share.
 struct FinishedRequest<'a> {
     context: &'a RequestContext,
     method: &'a Method,

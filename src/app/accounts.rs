@@ -59,7 +59,7 @@ async fn check_last_admin(auth: &Authenticator, before: &User, after: &User) -> 
     }
 }
 
-/// Checks that `actor` holds every permission that `roles` would grant, so
+/// Checks that `actor` has every permission that `roles` would grant, so
 /// that no one can hand out more than they have.
 ///
 /// # Errors
@@ -128,8 +128,8 @@ pub async fn change_account(
     Ok((user, format!("user {}: {}", target.id, changes.join(", "))))
 }
 
-/// A principal for operator commands run on the server itself: every
-/// permission, acting as `user_id` (the nil id for account changes, so that
+/// Builds a principal for operator commands run on the server itself, with
+/// every permission, acting as `user_id` (the nil id for account changes, so that
 /// no self-change rule applies).
 pub fn operator_principal(user_id: Uuid, username: &str) -> Principal {
     Principal {

@@ -147,7 +147,7 @@ pub async fn check_role_unused(
     }
 }
 
-/// The effective permissions of a role, for display.
+/// Resolves the effective permissions of a role, for display.
 pub fn effective_permissions(role: &Role, roles: &HashMap<String, Role>) -> PermissionSet {
     resolve_permissions(std::slice::from_ref(&role.name), roles)
 }

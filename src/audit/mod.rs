@@ -2,7 +2,7 @@
 //! so that a deleted or edited line is detectable.
 //!
 //! Events go through a bounded channel to a single writer thread, so request
-//! handlers never open or lock the file; a full channel makes senders wait
+//! handlers never open or lock the file. A full channel makes senders wait
 //! (back-pressure) rather than drop events. Security events are flushed to
 //! disk before [`AuditLog::record_durable`] returns.
 

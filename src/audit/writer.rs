@@ -17,7 +17,7 @@ const MAX_BATCH: usize = 512;
 enum Command {
     Write {
         event: Box<AuditEvent>,
-        /// Present for security events: answered once the line is on disk.
+        /// Present for security events: completed once the line is on disk.
         durable: Option<oneshot::Sender<bool>>,
     },
     /// Flush, sync and stop; events queued before it are written first.
@@ -98,7 +98,7 @@ impl AuditLog {
         let _ = self.sender.send(Command::Shutdown).await;
     }
 
-    /// Whether the last write succeeded; state-changing requests are refused
+    /// Returns whether the last write succeeded; state-changing requests are refused
     /// while it is false.
     pub fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)

@@ -57,7 +57,7 @@ pub fn generate() -> (String, ParsedKey) {
     (key, ParsedKey { id, secret })
 }
 
-/// The visible part of a key for lists: prefix and id.
+/// Returns the visible part of a key for lists: prefix and id.
 pub fn display_prefix(id: &str) -> String {
     format!("{PREFIX}{id}")
 }
@@ -85,12 +85,12 @@ pub fn parse(presented: &str) -> Option<ParsedKey> {
 }
 
 impl ParsedKey {
-    /// The keyed hash stored for this key's secret.
+    /// Computes the keyed hash stored for this key's secret.
     pub fn secret_hash(&self, pepper: &[u8]) -> Vec<u8> {
         hmac_sha256(pepper, self.secret.as_bytes()).to_vec()
     }
 
-    /// Whether the secret matches a stored hash under any of the peppers.
+    /// Returns whether the secret matches a stored hash under any of the peppers.
     pub fn matches(&self, stored: &[u8], peppers: &[[u8; 32]]) -> bool {
         // Every pepper is tried, so the time does not depend on which matched.
         peppers.iter().fold(false, |found, pepper| {

@@ -2,9 +2,9 @@
 //! kept in memory for at most one second.
 //!
 //! Every change made through this process evicts the entry at once and, with
-//! Redis, announces the eviction to the other instances; a change made where
-//! no announcement reaches (another instance without Redis, a CLI command)
-//! is seen within the one-second lifetime.
+//! Redis, announces the eviction to the other instances. A change that no
+//! announcement reports (another instance without Redis, a CLI command) is
+//! seen within the one-second lifetime.
 
 use std::collections::HashMap;
 use std::sync::RwLock;

@@ -20,7 +20,7 @@ pub enum KeyError {
     Storage(#[from] StorageError),
 }
 
-/// What a caller asks for when creating a key.
+/// The settings a caller requests for a new key.
 pub struct KeyRequest {
     pub name: String,
     pub permissions: Option<Vec<String>>,

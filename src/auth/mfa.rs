@@ -12,7 +12,7 @@ const STEP_SECONDS: u64 = 30;
 /// Recovery codes issued at enrolment.
 pub const RECOVERY_CODES: usize = 10;
 
-/// A new 160-bit TOTP secret.
+/// Generates a new 160-bit TOTP secret.
 pub fn new_secret() -> Vec<u8> {
     random_bytes::<20>().to_vec()
 }
@@ -21,12 +21,12 @@ fn totp(secret: &[u8]) -> Option<TOTP> {
     TOTP::new(Algorithm::SHA1, DIGITS, 1, STEP_SECONDS, secret.to_vec()).ok()
 }
 
-/// The secret in base32, as authenticator apps expect it.
+/// Encodes the secret in base32, as authenticator apps expect it.
 pub fn encode_secret(secret: &[u8]) -> String {
     Secret::Raw(secret.to_vec()).to_encoded().to_string()
 }
 
-/// The `otpauth://` URI that authenticator apps import (usually as a QR code).
+/// Builds the `otpauth://` URI that authenticator apps import (usually as a QR code).
 pub fn otpauth_uri(secret: &[u8], issuer: &str, account: &str) -> String {
     let encode = |text: &str| {
         form_urlencoded::byte_serialize(text.as_bytes())
@@ -72,7 +72,7 @@ pub fn new_recovery_codes() -> Vec<String> {
         .collect()
 }
 
-/// The stored form of a recovery code: a keyed hash, hex.
+/// Hashes a recovery code for storage: a keyed hash, hex-encoded.
 pub fn hash_recovery_code(pepper: &[u8; 32], code: &str) -> String {
     let normalized: String = code
         .trim()

@@ -16,7 +16,7 @@ use crate::rbac::PermissionSet;
 
 pub use service::{AuthError, Authenticator, LoginOutcome, SecondFactor, TokenPair};
 
-/// Who is making a request, with the permissions in force for this request.
+/// The caller of a request, with the permissions in force for this request.
 #[derive(Debug, Clone)]
 pub struct Principal {
     pub user_id: Uuid,
@@ -52,7 +52,7 @@ impl Principal {
         self.permissions.allows(permission)
     }
 
-    /// The rate-limit bucket: the key when one is used, else the user.
+    /// Returns the rate-limit bucket: the key when one is used, else the user.
     pub fn rate_limit_key(&self) -> String {
         match &self.api_key_id {
             Some(key_id) => format!("key:{key_id}"),

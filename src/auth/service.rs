@@ -67,7 +67,7 @@ pub struct SecondFactor<'a> {
     pub recovery_code: Option<&'a str>,
 }
 
-/// What a login attempt ended in, for the audit trail.
+/// The outcome of a login attempt, for the audit trail.
 pub struct LoginOutcome {
     pub result: Result<TokenPair, AuthError>,
     /// The user the attempt named, when it exists.
@@ -110,7 +110,7 @@ pub struct Authenticator {
     pub(super) revoked_tokens: RwLock<HashSet<String>>,
     /// Recently read users and keys; see [`super::cache`].
     pub(super) cache: super::cache::PrincipalCache,
-    /// Where changes are announced to other instances; unset without Redis.
+    /// The channel that announces changes to other instances; unset without Redis.
     pub(super) events: std::sync::OnceLock<crate::events::EventBus>,
     roles: RwLock<Arc<HashMap<String, Role>>>,
     unknown_failures: UnknownUserFailures,
@@ -212,7 +212,7 @@ impl Authenticator {
         let _ = self.events.set(bus);
     }
 
-    /// Reloads the roles after a change here and tells the other instances.
+    /// Reloads the roles after a change here and notifies the other instances.
     ///
     /// # Errors
     /// Fails when the roles cannot be read.
@@ -255,7 +255,7 @@ impl Authenticator {
         self.reload_roles().await
     }
 
-    /// The known roles, built-in and custom.
+    /// Returns the known roles, built-in and custom.
     pub fn roles(&self) -> Arc<HashMap<String, Role>> {
         self.roles.read().map(|guard| guard.clone()).unwrap_or_default()
     }
@@ -280,7 +280,7 @@ impl Authenticator {
     /// Checks a username and password and issues an access token.
     ///
     /// Unknown users, wrong passwords and locked accounts take the same
-    /// Argon2 verification time; the outcome says which for the audit trail.
+    /// Argon2 verification time. The outcome records which one it was, for the audit trail.
     pub async fn login(&self, username: &str, password: &str, second_factor: SecondFactor<'_>) -> LoginOutcome {
         let now = self.clock.now();
         let fail = |result: AuthError, user_id: Option<Uuid>, locked_now: bool| LoginOutcome {
@@ -380,7 +380,7 @@ impl Authenticator {
         }
     }
 
-    /// The same lockout bookkeeping for a username that does not exist.
+    /// Applies the same lockout bookkeeping to a username that does not exist.
     /// Returns the remaining lockout, if locked, and whether this failure locked it.
     fn count_unknown_failure(&self, username: &str, now: DateTime<Utc>) -> (Option<u64>, bool) {
         let Ok(mut failures) = self.unknown_failures.0.lock() else {
@@ -474,7 +474,7 @@ impl Authenticator {
             return Err(AuthError::InvalidApiKey);
         }
 
-        // A key never grants more than its owner holds right now.
+        // A key never grants more than its owner has right now.
         let key_permissions = PermissionSet::new(record.permissions.iter().filter_map(|p| Permission::parse(p).ok()));
         let permissions = key_permissions.intersect(&self.permissions_of(&owner.roles));
         self.note_key_use(&record.id, now);

@@ -2,7 +2,7 @@
 //! enrolment, as methods of [`Authenticator`].
 //!
 //! A sign-in starts a family. Each refresh spends the presented token and
-//! issues the next generation; a spent token presented again means it was
+//! issues the next generation. A spent token presented again means it was
 //! copied, so the whole family (and only that family) is revoked.
 
 use chrono::{DateTime, Duration, Utc};
@@ -48,7 +48,7 @@ impl From<StorageError> for MfaError {
     }
 }
 
-/// The entry in the revoked-token set that stands for a whole sign-in.
+/// Returns the entry in the revoked-token set that represents a whole sign-in.
 pub(super) fn family_marker(family_id: &str) -> String {
     format!("fam:{family_id}")
 }
@@ -62,7 +62,7 @@ fn totp_context(user_id: Uuid) -> Vec<u8> {
 }
 
 impl Authenticator {
-    /// Whether any of `roles` is listed in `MFA_REQUIRED_ROLES`.
+    /// Returns whether any of `roles` is listed in `MFA_REQUIRED_ROLES`.
     /// Inherited roles count: a role that inherits a listed one requires MFA too.
     pub fn requires_mfa(&self, roles: &[String]) -> bool {
         if self.settings.mfa_required_roles.is_empty() {

@@ -18,7 +18,7 @@ pub(super) enum RolesCommand {
     List,
     /// Creates a custom role.
     Create(CreateArgs),
-    /// Deletes a custom role that no user holds and no role inherits.
+    /// Deletes a custom role that no user has and no role inherits.
     Delete(DeleteArgs),
 }
 
@@ -32,7 +32,7 @@ pub(super) struct CreateArgs {
     /// A role whose permissions this one inherits; repeat for several.
     #[arg(long = "inherits")]
     inherits: Vec<String>,
-    /// What the role is for.
+    /// A description of the role's purpose.
     #[arg(long)]
     description: Option<String>,
 }

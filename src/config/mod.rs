@@ -13,8 +13,8 @@ use std::path::PathBuf;
 pub use secret::SecretString;
 use vars::Vars;
 
-/// Where the server runs: development allows generated secrets with a warning,
-/// production refuses to start without explicit ones.
+/// The deployment mode: development allows generated secrets with a warning,
+/// production rejects start-up without explicit ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Environment {
     Development,
@@ -325,7 +325,7 @@ impl Config {
         Ok(())
     }
 
-    /// Whether the database is the embedded SQLite file.
+    /// Returns whether the database is the embedded SQLite file.
     pub fn uses_sqlite(&self) -> bool {
         self.database_url.expose().starts_with("sqlite:")
     }

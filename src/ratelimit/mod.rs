@@ -38,7 +38,7 @@ pub trait RateLimiter: Send + Sync {
     /// Takes one token from the bucket named `key`.
     async fn check(&self, key: &str, limit: Limit, now: DateTime<Utc>) -> Decision;
 
-    /// Whether the limiter works as configured; a shared limiter that fell
+    /// Returns whether the limiter works as configured; a shared limiter that fell
     /// back to per-instance buckets reports `false`.
     fn is_healthy(&self) -> bool {
         true
@@ -80,7 +80,7 @@ pub fn take_token(tokens: f64, limit: Limit) -> (f64, Decision) {
     (left, decision(allowed, left, limit))
 }
 
-/// The headers' view of a bucket with `left` tokens after the decision.
+/// Builds the headers' view of a bucket with `left` tokens after the decision.
 pub fn decision(allowed: bool, left: f64, limit: Limit) -> Decision {
     let rate_per_second = f64::from(limit.per_minute) / 60.0;
     let seconds_until = |target: f64| ((target - left).max(0.0) / rate_per_second).ceil() as u64;
@@ -101,7 +101,7 @@ impl RateLimiter for LocalRateLimiter {
 }
 
 impl LocalRateLimiter {
-    /// The synchronous decision, also used as the shared limiter's fallback.
+    /// Decides synchronously; also the shared limiter's fallback.
     pub fn check_now(&self, key: &str, limit: Limit, now: DateTime<Utc>) -> Decision {
         let now_micros = now.timestamp_micros();
         let mut buckets = match self.buckets.lock() {

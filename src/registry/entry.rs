@@ -93,8 +93,11 @@ impl EntryInput {
                 errors.push(error);
             }
         };
+
         check(validate_slug("name", &self.name, true));
         check(validate_slug("category", &self.category, false));
+
+        // Free text and the status.
         if let Some(title) = &self.title {
             check(validate_text("title", title, MAX_TITLE_CHARS, false));
         }
@@ -112,6 +115,7 @@ impl EntryInput {
         if let Some(version) = &self.version {
             check(validate_text("version", version, MAX_VERSION_CHARS, false));
         }
+
         if let Some(tags) = &self.tags {
             if tags.len() > MAX_TAGS {
                 check(Err(FieldError::new("tags", format!("at most {MAX_TAGS} tags"))));
@@ -124,12 +128,14 @@ impl EntryInput {
                 }
             }
         }
+
         if let Some(metadata) = &self.metadata {
             check(validate_object("metadata", metadata));
         }
         if let Some(sensitive) = &self.sensitive {
             check(validate_object("sensitive", sensitive));
         }
+
         if errors.is_empty() {
             Ok(())
         } else {
@@ -137,7 +143,7 @@ impl EntryInput {
         }
     }
 
-    /// The entry's content as stored, with `sensitive` already encrypted.
+    /// Writes this input into `entry`, with `sensitive` already encrypted.
     pub fn apply_to(&self, entry: &mut StoredEntry, sensitive_ciphertext: Option<Vec<u8>>) {
         entry.name = self.name.clone();
         entry.category = self.category.clone();
@@ -203,8 +209,8 @@ impl EntryView {
         }
     }
 
-    /// The import-format line for export: no server-set fields, so that an
-    /// export can be imported again.
+    /// Renders the import-format line for export. It has no server-set fields,
+    /// so that an export can be imported again.
     pub fn to_import_line(&self) -> Value {
         let mut object = Map::new();
         object.insert("name".into(), Value::String(self.name.clone()));
@@ -223,7 +229,7 @@ impl EntryView {
         Value::Object(object)
     }
 
-    /// The representation's revision as an HTTP entity tag.
+    /// Returns the representation's revision as an HTTP entity tag.
     pub fn etag(&self) -> String {
         format!("\"{}\"", self.revision)
     }

@@ -70,7 +70,7 @@ fn sensitive_context(id: Uuid) -> Vec<u8> {
     format!("entry:{id}:sensitive").into_bytes()
 }
 
-/// Whether `principal` may see the entry's `sensitive` field.
+/// Returns whether `principal` may see the entry's `sensitive` field.
 fn sees_sensitive(principal: &Principal, entry: &StoredEntry) -> bool {
     principal.user_id == entry.owner_id || principal.can("entries:manage")
 }
@@ -128,7 +128,7 @@ impl Registry {
         Ok(EntryView::new(entry, sensitive))
     }
 
-    /// A new, empty stored entry owned by `owner`.
+    /// Creates a new, empty stored entry owned by `owner`.
     pub(super) fn blank_entry(&self, owner: Uuid) -> StoredEntry {
         let now = self.clock.now();
         StoredEntry {
@@ -277,7 +277,7 @@ impl Registry {
         after: Option<&EntryCursor>,
         limit: u32,
     ) -> RegistryResult<ListPage> {
-        // One extra row tells whether another page follows.
+        // One extra row shows whether another page follows.
         let mut rows = self.store.list_entries(filter, after, limit + 1).await?;
         let has_more = rows.len() > limit as usize;
         rows.truncate(limit as usize);

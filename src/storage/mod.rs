@@ -24,7 +24,7 @@ pub enum StorageError {
     /// The row changed since it was read (optimistic concurrency).
     #[error("the record was changed concurrently")]
     StaleRevision,
-    /// The database cannot be reached or answered with an I/O failure.
+    /// The database cannot be reached or failed with an I/O error.
     #[error("database unavailable")]
     Unavailable(#[source] sqlx::Error),
     /// Anything else the database reported.
@@ -43,7 +43,7 @@ pub type SharedStore = Arc<dyn Store>;
 /// Everything the registry persists. Implementations keep each method atomic.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Checks that the database answers.
+    /// Checks that the database responds.
     async fn ping(&self) -> StorageResult<()>;
 
     async fn count_users(&self) -> StorageResult<i64>;
@@ -110,8 +110,9 @@ pub trait Store: Send + Sync + 'static {
 
     async fn insert_refresh_token(&self, token: &RefreshTokenRecord) -> StorageResult<()>;
     async fn find_refresh_token(&self, token_hash: &[u8]) -> StorageResult<Option<RefreshTokenRecord>>;
-    /// Marks a token spent unless it is already spent or revoked; returns
-    /// whether this call spent it, so that of two concurrent refreshes exactly one wins.
+    /// Marks a token spent unless it is already spent or revoked. Returns
+    /// whether this call spent it, so that of two concurrent refreshes exactly
+    /// one wins.
     async fn spend_refresh_token(&self, token_hash: &[u8], at: chrono::DateTime<chrono::Utc>) -> StorageResult<bool>;
     async fn revoke_refresh_family(&self, family_id: &str, at: chrono::DateTime<chrono::Utc>) -> StorageResult<()>;
     /// Revokes every refresh token of a user except those of `keep_family`.
@@ -131,8 +132,8 @@ pub trait Store: Send + Sync + 'static {
     async fn save_mfa(&self, record: &MfaRecord) -> StorageResult<()>;
     async fn delete_mfa(&self, user_id: Uuid) -> StorageResult<()>;
     /// Writes `next`'s recovery codes and last TOTP step only if the stored
-    /// ones still equal `previous`'s; returns whether it did, so that a code
-    /// raced by two requests is accepted once.
+    /// ones still equal `previous`'s. Returns whether it wrote them, so that
+    /// a code sent by two racing requests is accepted once.
     async fn consume_mfa(&self, previous: &MfaRecord, next: &MfaRecord) -> StorageResult<bool>;
 
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> StorageResult<()>;

@@ -571,6 +571,7 @@ impl Store for SqliteStore {
                 .map(|row| (row.get::<String, _>(0), row.get::<i64, _>(1)))
                 .collect()
         };
+
         let total = sqlx::query_scalar("SELECT COUNT(*) FROM entries")
             .fetch_one(&self.pool)
             .await
@@ -588,6 +589,7 @@ impl Store for SqliteStore {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(classify)?;
+
         let since = encode(Utc::now() - chrono::Duration::days(i64::from(days)));
         let created_per_day = sqlx::query(
             "SELECT substr(created_at, 1, 10) AS day, COUNT(*) FROM entries WHERE created_at >= ? GROUP BY day ORDER BY day",
@@ -596,6 +598,7 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(classify)?;
+
         Ok(EntryAnalytics {
             total,
             by_category: pairs(by_category),
@@ -815,7 +818,7 @@ impl Store for SqliteStore {
     }
 
     async fn revoke_api_key(&self, id: &str, at: DateTime<Utc>) -> StorageResult<bool> {
-        // An earlier revocation stands; a later one (a rotation's grace
+        // An earlier revocation is kept. A later one (a rotation's grace
         // period) is brought forward.
         sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND (revoked_at IS NULL OR revoked_at > ?)")
             .bind(encode(at))

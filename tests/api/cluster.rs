@@ -73,7 +73,7 @@ impl ServerProcess {
         panic!("server on port {port} did not start within 30 s");
     }
 
-    /// What the server wrote to standard error, for failure messages.
+    /// Reads what the server wrote to standard error, for failure messages.
     fn log(&self) -> String {
         std::fs::read_to_string(self._data_dir.path().join("server.log")).unwrap_or_default()
     }
@@ -83,7 +83,7 @@ impl ServerProcess {
     }
 }
 
-/// The variables both instances share: one fresh schema and one Redis
+/// Returns the variables both instances share: one fresh schema and one Redis
 /// key prefix. `None` when the services are not configured.
 async fn shared_environment(extra: &[(&str, &str)]) -> Option<Vec<(String, String)>> {
     let redis_url = std::env::var("TEST_REDIS_URL").ok()?;

@@ -100,7 +100,7 @@ impl TestApp {
         format!("{}{}", self.base_url, path)
     }
 
-    /// A request with an optional bearer token.
+    /// Builds a request with an optional bearer token.
     pub fn request(&self, method: Method, path: &str, token: Option<&str>) -> RequestBuilder {
         let builder = self.client.request(method, self.url(path));
         match token {
@@ -161,7 +161,7 @@ impl TestApp {
         response.json().await.expect("entry body")
     }
 
-    /// Every line of the audit log parsed as JSON. Waits briefly for the
+    /// Reads every line of the audit log, parsed as JSON. Waits briefly for the
     /// writer, which runs on its own thread.
     pub async fn audit_lines(&self) -> Vec<Value> {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
@@ -172,7 +172,7 @@ impl TestApp {
             .collect()
     }
 
-    /// The raw audit log text.
+    /// Reads the raw audit log text.
     pub async fn audit_text(&self) -> String {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         std::fs::read_to_string(self.data_dir.path().join("audit.log")).unwrap_or_default()
@@ -191,7 +191,7 @@ impl TestApp {
     }
 }
 
-/// The problem `code` of an error response, asserting the problem shape.
+/// Returns the problem `code` of an error response, asserting the problem shape.
 pub async fn problem_code(response: Response) -> String {
     let content_type = response
         .headers()
@@ -240,9 +240,9 @@ pub async fn list_all_entries(app: &TestApp, token: &str) -> Vec<Value> {
     }
 }
 
-/// With `TEST_BACKEND=postgres`, a URL for a fresh schema on the
+/// Returns, with `TEST_BACKEND=postgres`, a URL for a fresh schema on the
 /// `TEST_DATABASE_URL` server, so that the whole HTTP suite runs on
-/// PostgreSQL with each test isolated; `None` otherwise (SQLite).
+/// PostgreSQL with each test isolated. Returns `None` otherwise (SQLite).
 async fn postgres_schema_url() -> Option<String> {
     if std::env::var("TEST_BACKEND").ok()?.as_str() != "postgres" {
         return None;
@@ -254,8 +254,8 @@ async fn postgres_schema_url() -> Option<String> {
     )
 }
 
-/// A URL for a new, empty schema on the `TEST_DATABASE_URL` server, or
-/// `None` when that variable is unset.
+/// Creates a new, empty schema on the `TEST_DATABASE_URL` server and returns
+/// a URL that uses it, or `None` when that variable is unset.
 pub async fn fresh_postgres_schema_url() -> Option<String> {
     let base_url = std::env::var("TEST_DATABASE_URL").ok()?;
     let admin = sqlx::postgres::PgPoolOptions::new()

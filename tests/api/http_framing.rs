@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 
 use crate::helpers::TestApp;
 
-/// Longest wait for a response and for the server to close the connection.
+/// Maximum wait for a response and for the server to close the connection.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What came back on one connection.
