@@ -1,9 +1,9 @@
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// Outcome of the audited action.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Success,
@@ -11,8 +11,27 @@ pub enum Status {
     Denied,
 }
 
+impl Status {
+    pub fn parse(name: &str) -> Option<Status> {
+        match name {
+            "success" => Some(Status::Success),
+            "failed" => Some(Status::Failed),
+            "denied" => Some(Status::Denied),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Success => "success",
+            Status::Failed => "failed",
+            Status::Denied => "denied",
+        }
+    }
+}
+
 /// Ordered from least to most severe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Info,
@@ -22,9 +41,33 @@ pub enum Severity {
     Critical,
 }
 
+impl Severity {
+    /// Parses the lowercase name used in the trail and the API.
+    pub fn parse(name: &str) -> Option<Severity> {
+        match name {
+            "info" => Some(Severity::Info),
+            "low" => Some(Severity::Low),
+            "medium" => Some(Severity::Medium),
+            "high" => Some(Severity::High),
+            "critical" => Some(Severity::Critical),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
 /// One audit record. The field order here is the order in the file; the
 /// writer adds `prev_hash` and `hash`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AuditEvent {
     pub timestamp: String,
     pub event_id: String,
@@ -40,6 +83,9 @@ pub struct AuditEvent {
     pub http_status: Option<u16>,
     pub request_id: Option<String>,
     pub description: String,
+    /// The verified subject of the client certificate, under mutual TLS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_cert_subject: Option<String>,
 }
 
 impl AuditEvent {
@@ -60,6 +106,7 @@ impl AuditEvent {
             http_status: None,
             request_id: None,
             description: String::new(),
+            client_cert_subject: None,
         }
     }
 
@@ -73,4 +120,13 @@ impl AuditEvent {
         self.api_key_id = api_key_id;
         self
     }
+}
+
+/// An event as written: with its place in the hash chain.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChainedEvent {
+    #[serde(flatten)]
+    pub event: AuditEvent,
+    pub prev_hash: String,
+    pub hash: String,
 }

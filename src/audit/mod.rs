@@ -11,6 +11,6 @@ mod event;
 mod format;
 mod writer;
 
-pub use event::{AuditEvent, Severity, Status};
+pub use event::{AuditEvent, ChainedEvent, Severity, Status};
 pub use format::{verify_chain, ChainError, GENESIS_HASH};
 pub use writer::{AuditLog, AuditUnavailable};

@@ -4,13 +4,17 @@
 //! Nothing here runs after start-up. Errors name the variable, the problem and
 //! the fix, and never echo a secret value.
 
+mod audit;
 mod secret;
+mod transport;
 mod vars;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+pub use audit::{AlertConfig, AuditConfig, DetectorThresholds};
 pub use secret::SecretString;
+pub use transport::{ClientAuth, TlsFiles, TransportConfig};
 use vars::Vars;
 
 /// The deployment mode: development allows generated secrets with a warning,
@@ -86,6 +90,10 @@ pub struct Config {
     pub encryption_key_previous: Vec<[u8; 32]>,
     /// `AUDIT_LOG_FILE`, default `$DATA_DIR/audit.log`.
     pub audit_log_file: PathBuf,
+    /// Rotation, retention, detectors, alerts and metrics.
+    pub audit: AuditConfig,
+    /// TLS, client certificates, CORS, proxies and the admin allow-list.
+    pub transport: TransportConfig,
     /// `MAX_BODY_BYTES`, default 1 MiB: larger bodies get 413.
     pub max_body_bytes: usize,
     /// `LOG_LEVEL`, default `info`.
@@ -263,6 +271,8 @@ impl Config {
             encryption_key,
             encryption_key_previous,
             audit_log_file,
+            audit: AuditConfig::from_vars(&vars)?,
+            transport: TransportConfig::from_vars(&vars)?,
             max_body_bytes: vars.number("MAX_BODY_BYTES", 1_048_576, 1024, 1 << 30)?,
             log_level,
             log_format,
@@ -300,6 +310,13 @@ impl Config {
                 variable: "ENCRYPTION_KEY",
                 problem: "not set in production mode".into(),
                 fix: "set it to the output of `hyper-registry secret generate`".into(),
+            });
+        }
+        if self.transport.tls.is_none() && !self.transport.tls_terminated_by_proxy {
+            return Err(ConfigError {
+                variable: "SSL_CERT_FILE",
+                problem: "production mode needs HTTPS, but no certificate is configured".into(),
+                fix: "set SSL_CERT_FILE and SSL_KEY_FILE, or TLS_TERMINATED_BY_PROXY=true with TRUSTED_PROXIES when a proxy ends TLS".into(),
             });
         }
         if let Some(key) = &self.jwt_secret_key {

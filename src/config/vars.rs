@@ -68,4 +68,17 @@ impl Vars {
         }
         Ok(value)
     }
+
+    /// Reads a boolean: `true`/`false` (also `1`/`0`, `yes`/`no`); unset is false.
+    pub(super) fn flag(&self, name: &'static str) -> Result<bool, ConfigError> {
+        match self.get(name).map(|v| v.to_ascii_lowercase()).as_deref() {
+            None | Some("false" | "0" | "no") => Ok(false),
+            Some("true" | "1" | "yes") => Ok(true),
+            Some(other) => Err(ConfigError {
+                variable: name,
+                problem: format!("`{other}` is not a boolean"),
+                fix: "set it to `true` or `false`".into(),
+            }),
+        }
+    }
 }
