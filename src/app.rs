@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 
-use crate::audit::AuditLog;
+use crate::audit::alerts::Alerts;
+use crate::audit::detector::Detectors;
+use crate::audit::{AuditLog, AuditPipeline, PipelineOptions};
 use crate::auth::jwt::TokenSigner;
 use crate::auth::service::AuthSettings;
 use crate::auth::Authenticator;
@@ -22,6 +24,7 @@ use crate::registry::Registry;
 use crate::storage::{self, SharedStore};
 
 pub mod accounts;
+mod background;
 mod dev_secrets;
 pub mod roles;
 pub mod users;
@@ -80,9 +83,12 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// Key for signing pagination cursors, so a client cannot forge one.
     pub cursor_key: Arc<[u8; 32]>,
-    /// Invalid API keys per client address: 20 within 5 minutes raise a
-    /// `high` event, since that pattern is key guessing or a leaked-key scan.
-    pub invalid_key_detector: Arc<crate::audit::detector::BurstDetector>,
+    /// Failed logins, denials, rate-limit rejections and bad keys, counted
+    /// per subject; a burst raises a security event.
+    pub detectors: Arc<Detectors>,
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// Emergency mode and the log level, shared by every instance.
+    pub runtime: Arc<crate::incident::RuntimeSettings>,
     /// Requests per principal since start, for analytics.
     pub request_counts: Arc<Mutex<HashMap<String, u64>>>,
 }
@@ -184,14 +190,47 @@ impl AppState {
     ///
     /// # Errors
     /// Fails when any of them cannot be opened.
-    pub async fn build(
+    pub async fn build(config: Config, clock: Option<Arc<dyn Clock>>) -> anyhow::Result<(AppState, AuditPipeline)> {
+        Self::build_with(config, clock, true).await
+    }
+
+    /// As [`AppState::build`] for a one-shot CLI command: the audit file is
+    /// appended to but never rotated, and no alerts are sent.
+    ///
+    /// # Errors
+    /// As [`AppState::build`].
+    pub async fn build_for_cli(config: Config) -> anyhow::Result<(AppState, AuditPipeline)> {
+        Self::build_with(config, None, false).await
+    }
+
+    async fn build_with(
         config: Config,
         clock: Option<Arc<dyn Clock>>,
-    ) -> anyhow::Result<(AppState, std::thread::JoinHandle<()>)> {
+        server: bool,
+    ) -> anyhow::Result<(AppState, AuditPipeline)> {
         let clock = clock.unwrap_or_else(|| Arc::new(SystemClock));
         let core = Core::open(&config, clock.clone()).await?;
-        let (audit, audit_thread) = AuditLog::open(&config.audit_log_file)
-            .with_context(|| format!("could not open AUDIT_LOG_FILE {}", config.audit_log_file.display()))?;
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let alerts = match (&config.audit.alerts, server) {
+            (Some(alert_config), true) => Some(Alerts::start(
+                alert_config,
+                config.audit.alert_min_severity,
+                metrics.clone(),
+            )?),
+            _ => None,
+        };
+        let options = PipelineOptions {
+            store: core.store.clone(),
+            metrics: metrics.clone(),
+            alerts,
+            rotate: server,
+        };
+        let (audit, audit_pipeline) = AuditPipeline::start(&config, options).with_context(|| {
+            format!(
+                "could not open AUDIT_LOG_FILE {}: make it writable by this user or point AUDIT_LOG_FILE elsewhere",
+                config.audit_log_file.display()
+            )
+        })?;
 
         let signer = TokenSigner::new(
             &core.secrets.jwt_secret_key,
@@ -246,6 +285,7 @@ impl AppState {
             None => (Arc::new(LocalRateLimiter::new()), None),
         };
 
+        let config_detectors = config.audit.detectors;
         let state = AppState {
             config: Arc::new(config),
             store: core.store,
@@ -256,10 +296,9 @@ impl AppState {
             audit,
             clock,
             cursor_key: Arc::new(cursor_key),
-            invalid_key_detector: Arc::new(crate::audit::detector::BurstDetector::new(
-                20,
-                chrono::Duration::minutes(5),
-            )),
+            detectors: Arc::new(Detectors::new(config_detectors)),
+            metrics,
+            runtime: Arc::new(crate::incident::RuntimeSettings::default()),
             request_counts: Arc::new(Mutex::new(HashMap::new())),
         };
         for name in &core.secrets.generated {
@@ -268,6 +307,7 @@ impl AppState {
                 "no {name} set: using a generated key stored in DATA_DIR; this is a development setup"
             );
         }
-        Ok((state, audit_thread))
+        state.runtime.load(&state.store, state.clock.now()).await;
+        Ok((state, audit_pipeline))
     }
 }

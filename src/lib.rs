@@ -26,6 +26,8 @@ pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod events;
+pub mod incident;
+pub mod metrics;
 pub mod ratelimit;
 pub mod rbac;
 pub mod registry;

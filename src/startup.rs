@@ -22,14 +22,12 @@ use crate::config::Config;
 /// heads over `api::MAX_HEAD_BYTES` with a problem response; heads too large
 /// even for this buffer get hyper's own bodiless 431.
 const READ_BUFFER_BYTES: usize = 128 * 1024;
-/// How often coalesced API-key `last_used_at` values are written.
-const KEY_USAGE_FLUSH: Duration = Duration::from_secs(30);
 
 /// A bound, ready-to-run server.
 pub struct Application {
     listener: TcpListener,
     state: AppState,
-    audit_thread: std::thread::JoinHandle<()>,
+    audit_pipeline: crate::audit::AuditPipeline,
 }
 
 impl Application {
@@ -48,7 +46,7 @@ impl Application {
     pub async fn build_with_clock(config: Config, clock: Option<Arc<dyn Clock>>) -> anyhow::Result<Application> {
         let bind_address = config.bind_address;
         // Opening the state also creates the bootstrap administrator.
-        let (state, audit_thread) = AppState::build(config, clock).await?;
+        let (state, audit_pipeline) = AppState::build(config, clock).await?;
 
         let listener = TcpListener::bind(bind_address)
             .await
@@ -56,7 +54,7 @@ impl Application {
         Ok(Application {
             listener,
             state,
-            audit_thread,
+            audit_pipeline,
         })
     }
 
@@ -89,12 +87,12 @@ impl Application {
         let Application {
             listener,
             state,
-            audit_thread,
+            audit_pipeline,
         } = self;
         let address = listener.local_addr()?;
         tracing::info!(address = %address, "listening");
 
-        let flusher = tokio::spawn(flush_key_usage(state.clone()));
+        let background = state.start_background().await?;
         let router = crate::api::router(state.clone());
         let graceful = GracefulShutdown::new();
         let mut builder = http1::Builder::new();
@@ -136,27 +134,19 @@ impl Application {
         {
             tracing::warn!("requests still running after 30 s were dropped");
         }
-        flusher.abort();
+        for task in &background {
+            task.abort();
+        }
         if let Err(error) = state.auth.flush_key_usage().await {
             tracing::warn!(error = %error, "could not write API key usage at shutdown");
         }
-        // The writer drains what was queued before this, syncs the file and exits.
-        state.audit.shutdown().await;
+        // The writer drains what was queued before this, syncs the file and
+        // exits; the database copy is then brought up to date.
         drop(router);
         drop(state);
-        let _ = tokio::task::spawn_blocking(move || audit_thread.join()).await;
+        audit_pipeline.finish().await;
         tracing::info!("stopped");
         Ok(())
-    }
-}
-
-async fn flush_key_usage(state: AppState) {
-    let mut interval = tokio::time::interval(KEY_USAGE_FLUSH);
-    loop {
-        interval.tick().await;
-        if let Err(error) = state.auth.flush_key_usage().await {
-            tracing::warn!(error = %error, "could not write API key usage; will retry");
-        }
     }
 }
 

@@ -16,6 +16,7 @@ use crate::audit::{Severity, Status};
 use crate::auth::sessions::MfaError;
 use crate::auth::{AuthError, SecondFactor, TokenPair};
 use crate::config::SecretString;
+use crate::crypto::sha256_hex;
 use crate::ratelimit::Limit;
 
 pub fn router() -> Router<AppState> {
@@ -155,6 +156,22 @@ async fn login(
         description.into(),
     )
     .await?;
+
+    if status != Status::Success && !matches!(outcome.result, Err(AuthError::MfaRequired)) {
+        // An unknown name is counted under a digest, so that a password
+        // typed into the username field never reaches the log.
+        let account = user_id
+            .clone()
+            .unwrap_or_else(|| format!("name:{}", &sha256_hex(body.username.to_lowercase().as_bytes())[..16]));
+        let address = context.client_ip.to_string();
+        for alarm in state.detectors.failed_login(&address, &account, state.clock.now()) {
+            let mut event = context.event(&state, alarm.event_type, Status::Denied, alarm.severity);
+            event.user_id = user_id.clone();
+            event.description = alarm.description.clone();
+            state.metrics.count_alarm(alarm.event_type);
+            record_security_event(&state, event).await?;
+        }
+    }
 
     if outcome.locked_now {
         let description = format!(

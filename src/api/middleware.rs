@@ -12,10 +12,10 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use uuid::Uuid;
 
+use super::access_log::{record_access, FinishedRequest};
 use super::context::{RequestContext, SharedContext};
 use super::error::{problem_response, ApiError, ProblemRendered, REQUEST_ID};
 use crate::app::AppState;
-use crate::audit::{AuditEvent, Severity, Status};
 use crate::auth::{AuthError, Principal};
 use crate::ratelimit::{Decision, Limit};
 
@@ -76,9 +76,26 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Option<Result<Pr
     }
 }
 
-/// Returns the bucket name and limit that apply to a request.
+/// Returns the bucket name and limit that apply to a request. In emergency
+/// mode everyone without `security:admin` shares the emergency rate, in
+/// buckets of its own.
 fn limit_for(state: &AppState, principal: Option<&Principal>, path: &str) -> (String, Limit) {
     let config = &state.config;
+    if let Some(emergency) = state.runtime.emergency(state.clock.now()) {
+        let exempt = principal.is_some_and(|p| p.permissions.allows("security:admin"));
+        if !exempt {
+            let rate = emergency.rate_limit_per_minute;
+            let bucket = match principal {
+                Some(principal) if path != "/auth/login" => format!("emergency:{}", principal.rate_limit_key()),
+                _ => "emergency:ip".into(),
+            };
+            let limit = Limit {
+                per_minute: rate,
+                burst: rate,
+            };
+            return (bucket, limit);
+        }
+    }
     if path == "/auth/login" {
         let limit = Limit {
             per_minute: config.login_rate_limit_per_minute,
@@ -183,17 +200,6 @@ fn ensure_problem(response: Response) -> Response {
     problem
 }
 
-/// Audit classification of a finished request.
-fn outcome(status: StatusCode) -> (Status, Severity) {
-    match status.as_u16() {
-        0..=399 => (Status::Success, Severity::Info),
-        401 | 403 => (Status::Denied, Severity::Low),
-        429 => (Status::Denied, Severity::Low),
-        400..=499 => (Status::Failed, Severity::Info),
-        _ => (Status::Failed, Severity::Medium),
-    }
-}
-
 fn is_state_changing(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
@@ -288,7 +294,9 @@ async fn handle(state: AppState, request_id: String, request: &mut Request, next
     });
     request.extensions_mut().insert(context.clone());
 
+    let started = std::time::Instant::now();
     let mut decision = None;
+    let mut bucket_key = None;
     let mut response = if metered {
         let (bucket, limit) = limit_for(&state, context.principal(), &path);
         let key = match context.principal() {
@@ -296,6 +304,7 @@ async fn handle(state: AppState, request_id: String, request: &mut Request, next
             _ => format!("{bucket}:{}", context.client_ip),
         };
         let taken = state.rate_limiter.check(&key, limit, state.clock.now()).await;
+        bucket_key = Some(key);
         decision = Some(taken);
         if !taken.allowed {
             ApiError::RateLimited {
@@ -330,124 +339,10 @@ async fn handle(state: AppState, request_id: String, request: &mut Request, next
             path: &path,
             route: &route,
             status: response.status(),
+            bucket: bucket_key.as_deref(),
+            elapsed: started.elapsed(),
         };
         record_access(&state, &finished).await;
     }
     response
-}
-
-/// The facts that the audit events of one finished request share.
-struct FinishedRequest<'a> {
-    context: &'a RequestContext,
-    method: &'a Method,
-    path: &'a str,
-    route: &'a str,
-    status: StatusCode,
-}
-
-impl FinishedRequest<'_> {
-    /// Starts an event about this request, with its action, client address,
-    /// method, path, HTTP status and request id filled in.
-    fn event(&self, state: &AppState, event_type: &str, status: Status, severity: Severity) -> AuditEvent {
-        let action = format!("{} {}", self.method, self.route);
-        let mut event = AuditEvent::new(state.clock.now(), event_type, &action, status, severity);
-        event.client_ip = Some(self.context.client_ip.to_string());
-        event.method = Some(self.method.to_string());
-        // The path only: query strings may carry values that must not be logged.
-        event.path = Some(self.path.chars().take(512).collect());
-        event.http_status = Some(self.status.as_u16());
-        event.request_id = Some(self.context.request_id.clone());
-        event
-    }
-}
-
-async fn record_access(state: &AppState, request: &FinishedRequest<'_>) {
-    let context = request.context;
-    let principal = context.principal();
-    let api_key_id = principal.and_then(|p| p.api_key_id.clone());
-    if let Some(principal) = principal {
-        if let Ok(mut counts) = state.request_counts.lock() {
-            *counts.entry(principal.user_id.to_string()).or_insert(0) += 1;
-        }
-    }
-
-    let (audit_status, severity) = outcome(request.status);
-    let event = request
-        .event(state, "access", audit_status, severity)
-        .user(context.audit_user_id(), api_key_id.clone())
-        .description(request.status.canonical_reason().unwrap_or("").to_string());
-    state.audit.record(event).await;
-
-    record_key_events(state, request).await;
-
-    let security_event = match request.status {
-        StatusCode::TOO_MANY_REQUESTS => Some(("rate_limit_exceeded", "rate limit exceeded")),
-        StatusCode::FORBIDDEN => Some(("permission_denied", "permission denied")),
-        StatusCode::UNAUTHORIZED if context.authentication.is_some() => {
-            Some(("authentication_failed", "credentials rejected"))
-        }
-        _ => None,
-    };
-    if let Some((event_type, what)) = security_event {
-        let event = request
-            .event(state, event_type, Status::Denied, Severity::Low)
-            .user(context.audit_user_id(), api_key_id)
-            .description(format!("{what} on {} {}", request.method, request.route));
-        state.audit.record(event).await;
-    }
-}
-
-/// Audits the uses of API keys that operators must see: revoked, expired or
-/// unknown keys, and rotated keys still used inside their grace period.
-async fn record_key_events(state: &AppState, request: &FinishedRequest<'_>) {
-    let context = request.context;
-    let (event_type, status, severity, description) = match &context.authentication {
-        Some(Err(AuthError::ApiKeyRevoked)) => (
-            "revoked_api_key_used",
-            Status::Denied,
-            Severity::High,
-            "a revoked API key was used",
-        ),
-        Some(Err(AuthError::ApiKeyExpired)) => (
-            "expired_api_key_used",
-            Status::Denied,
-            Severity::Medium,
-            "an expired API key was used",
-        ),
-        Some(Err(AuthError::InvalidApiKey)) => (
-            "invalid_api_key_used",
-            Status::Denied,
-            Severity::Low,
-            "an invalid API key was presented",
-        ),
-        Some(Ok(principal)) if principal.api_key_in_grace_period => (
-            "rotated_api_key_used",
-            Status::Success,
-            Severity::Low,
-            "a rotated API key was used during its grace period",
-        ),
-        _ => return,
-    };
-    let event = request
-        .event(state, event_type, status, severity)
-        .user(
-            context.principal().map(|p| p.user_id.to_string()),
-            context.presented_api_key_id.clone(),
-        )
-        .description(description);
-    state.audit.record(event).await;
-
-    let unusable_key = status == Status::Denied;
-    if unusable_key
-        && state
-            .invalid_key_detector
-            .record(&context.client_ip.to_string(), state.clock.now())
-    {
-        let event = context
-            .event(state, "api_key_burst", Status::Denied, Severity::High)
-            .description("20 or more unusable API keys from one address within 5 minutes");
-        if state.audit.record_durable(event).await.is_err() {
-            tracing::error!(client_ip = %context.client_ip, "could not write the api_key_burst event");
-        }
-    }
 }

@@ -1,7 +1,9 @@
 //! The HTTP API: one router per resource, the shared middleware pipeline and
 //! the problem-details error type.
 
+mod access_log;
 mod admin;
+mod audit_routes;
 mod auth_routes;
 pub mod context;
 mod cursor;
@@ -9,6 +11,7 @@ mod entries;
 pub mod error;
 mod extract;
 mod health;
+pub mod incident_routes;
 mod keys;
 mod middleware;
 mod query;
@@ -35,6 +38,8 @@ pub fn router(state: AppState) -> Router {
         .merge(keys::router())
         .merge(admin::router())
         .merge(roles::router())
+        .merge(audit_routes::router())
+        .merge(incident_routes::router())
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

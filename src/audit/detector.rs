@@ -7,6 +7,9 @@ use std::sync::Mutex;
 
 use chrono::{DateTime, Duration, Utc};
 
+use super::{AuditEvent, Severity, Status};
+use crate::config::DetectorThresholds;
+
 /// Subjects tracked at most; the oldest windows are dropped beyond this.
 const MAX_SUBJECTS: usize = 50_000;
 
@@ -60,6 +63,131 @@ impl BurstDetector {
             return true;
         }
         false
+    }
+}
+
+/// An alarm: the event type, severity and description of the security
+/// event a detector raises.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alarm {
+    pub event_type: &'static str,
+    pub severity: Severity,
+    pub description: String,
+}
+
+impl Alarm {
+    /// Turns the alarm into an event at `now`, to be filled with the
+    /// request's fields by the caller.
+    pub fn event(&self, now: DateTime<Utc>) -> AuditEvent {
+        AuditEvent::new(now, self.event_type, "detector", Status::Denied, self.severity)
+            .description(self.description.clone())
+    }
+}
+
+/// The detectors of the trail: each counts one kind of suspicious event per
+/// subject and raises an alarm once per subject per window.
+pub struct Detectors {
+    thresholds: DetectorThresholds,
+    failed_logins_by_address: BurstDetector,
+    failed_logins_by_account: BurstDetector,
+    permission_denials: BurstDetector,
+    rate_limit_rejections: BurstDetector,
+    unusable_api_keys: BurstDetector,
+    revoked_key_uses: BurstDetector,
+}
+
+impl Detectors {
+    pub fn new(thresholds: DetectorThresholds) -> Detectors {
+        let window = Duration::minutes(i64::from(thresholds.window_minutes));
+        Detectors {
+            thresholds,
+            failed_logins_by_address: BurstDetector::new(thresholds.failed_logins, window),
+            failed_logins_by_account: BurstDetector::new(thresholds.failed_logins, window),
+            permission_denials: BurstDetector::new(thresholds.permission_denials, window),
+            rate_limit_rejections: BurstDetector::new(thresholds.rate_limit_rejections, window),
+            unusable_api_keys: BurstDetector::new(thresholds.invalid_api_keys, window),
+            revoked_key_uses: BurstDetector::new(1, window),
+        }
+    }
+
+    fn window(&self) -> u32 {
+        self.thresholds.window_minutes
+    }
+
+    /// A failed login from `address` against `account` (a user id, or a
+    /// digest of an unknown username so that it never reaches the log).
+    pub fn failed_login(&self, address: &str, account: &str, now: DateTime<Utc>) -> Vec<Alarm> {
+        let threshold = self.thresholds.failed_logins;
+        let mut alarms = Vec::new();
+        if self.failed_logins_by_address.record(address, now) {
+            alarms.push(Alarm {
+                event_type: "brute_force_suspected",
+                severity: Severity::Critical,
+                description: format!(
+                    "{threshold} failed logins within {} minutes from address {address}",
+                    self.window()
+                ),
+            });
+        }
+        if self.failed_logins_by_account.record(account, now) {
+            alarms.push(Alarm {
+                event_type: "brute_force_suspected",
+                severity: Severity::Critical,
+                description: format!(
+                    "{threshold} failed logins within {} minutes against one account",
+                    self.window()
+                ),
+            });
+        }
+        alarms
+    }
+
+    /// A request refused with 403 for `principal` (user or key id).
+    pub fn permission_denied(&self, principal: &str, now: DateTime<Utc>) -> Option<Alarm> {
+        self.permission_denials.record(principal, now).then(|| Alarm {
+            event_type: "permission_denial_burst",
+            severity: Severity::High,
+            description: format!(
+                "{} permission denials within {} minutes for one principal",
+                self.thresholds.permission_denials,
+                self.window()
+            ),
+        })
+    }
+
+    /// A request refused with 429 for `client` (its rate-limit bucket).
+    pub fn rate_limited(&self, client: &str, now: DateTime<Utc>) -> Option<Alarm> {
+        self.rate_limit_rejections.record(client, now).then(|| Alarm {
+            event_type: "rate_limit_abuse",
+            severity: Severity::High,
+            description: format!(
+                "{} rate-limit rejections within {} minutes for one client",
+                self.thresholds.rate_limit_rejections,
+                self.window()
+            ),
+        })
+    }
+
+    /// An invalid, expired or revoked API key presented from `address`.
+    pub fn unusable_api_key(&self, address: &str, now: DateTime<Utc>) -> Option<Alarm> {
+        self.unusable_api_keys.record(address, now).then(|| Alarm {
+            event_type: "api_key_burst",
+            severity: Severity::High,
+            description: format!(
+                "{} or more unusable API keys from one address within {} minutes",
+                self.thresholds.invalid_api_keys,
+                self.window()
+            ),
+        })
+    }
+
+    /// A revoked key presented: one alarm per key per window.
+    pub fn revoked_key_used(&self, key_id: &str, now: DateTime<Utc>) -> Option<Alarm> {
+        self.revoked_key_uses.record(key_id, now).then(|| Alarm {
+            event_type: "revoked_api_key_alarm",
+            severity: Severity::High,
+            description: format!("revoked API key {key_id} is still in use"),
+        })
     }
 }
 

@@ -1,18 +1,27 @@
-use std::fs::{File, OpenOptions};
-use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::format::{line_hash, render_line, GENESIS_HASH};
-use super::AuditEvent;
+use super::file::{self, Identity, ROTATION_EVENT};
+use super::format::render_line;
+use super::{AuditEvent, ChainedEvent, Severity, Status};
+use crate::metrics::Metrics;
 
 /// Events waiting for the writer; senders wait when it is full.
-const CHANNEL_CAPACITY: usize = 8192;
+pub(super) const CHANNEL_CAPACITY: usize = 8192;
 /// Most events written between two flushes.
 const MAX_BATCH: usize = 512;
+/// Unwritten events kept while the file cannot be written; beyond this the
+/// oldest are dropped (and counted), since memory is finite too.
+const MAX_PENDING: usize = 100_000;
+/// How often an unhealthy writer retries without new events.
+const RETRY_INTERVAL: Duration = Duration::from_millis(250);
 
 enum Command {
     Write {
@@ -24,10 +33,29 @@ enum Command {
     Shutdown,
 }
 
+/// What the writer tells the rest of the pipeline after each batch.
+pub(super) enum Report {
+    /// Lines now in the file, in order.
+    Written(Vec<ChainedEvent>),
+    /// The file could not be written (the first failure of an outage).
+    Failed(String),
+    /// Writes succeed again after a failure.
+    Recovered,
+}
+
 /// The audit log could not record an event durably.
 #[derive(Debug, thiserror::Error)]
 #[error("the audit log is not writable")]
 pub struct AuditUnavailable;
+
+/// Options of the writer thread.
+pub(super) struct WriterOptions {
+    /// Rotate once the file reaches this size; `None` for one-shot CLI
+    /// writers, which leave rotation to the server.
+    pub max_file_bytes: Option<u64>,
+    pub reports: Option<mpsc::Sender<Report>>,
+    pub metrics: Arc<Metrics>,
+}
 
 /// Handle to the audit writer. Cloning is cheap; the writer thread stops
 /// once every handle is dropped and the queue is drained.
@@ -43,20 +71,24 @@ impl AuditLog {
     ///
     /// # Errors
     /// Fails when the file cannot be opened or its last line is not ours.
-    pub fn open(path: &Path) -> io::Result<(AuditLog, std::thread::JoinHandle<()>)> {
+    pub(super) fn open(path: &Path, options: WriterOptions) -> io::Result<(AuditLog, std::thread::JoinHandle<()>)> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)?;
         }
-        let last_hash = read_last_hash(path)?;
-        let file = open_for_append(path)?;
+        let last_hash = file::read_last_hash(path)?;
+        let opened = file::open_for_append(path)?;
+        let identity = file::identity(&opened.metadata()?);
         let (sender, receiver) = mpsc::channel(CHANNEL_CAPACITY);
         let healthy = Arc::new(AtomicBool::new(true));
         let writer = Writer {
             path: path.to_path_buf(),
-            file: Some(BufWriter::new(file)),
+            file: Some(BufWriter::new(opened)),
+            identity,
             last_hash,
             expected_length: None,
             healthy: healthy.clone(),
+            pending: VecDeque::new(),
+            options,
         };
         let handle = std::thread::Builder::new()
             .name("audit-writer".into())
@@ -103,64 +135,55 @@ impl AuditLog {
     pub fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
     }
-}
 
-fn open_for_append(path: &Path) -> io::Result<File> {
-    let mut options = OpenOptions::new();
-    options.create(true).append(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options.open(path)
-}
-
-/// Reads the hash of the last line, or the genesis hash for a new file.
-fn read_last_hash(path: &Path) -> io::Result<String> {
-    let mut file = match File::open(path) {
-        Ok(file) => file,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(GENESIS_HASH.to_string()),
-        Err(error) => return Err(error),
-    };
-    let length = file.metadata()?.len();
-    let tail_length = length.min(256 * 1024);
-    file.seek(SeekFrom::Start(length - tail_length))?;
-    let mut tail = String::new();
-    file.read_to_string(&mut tail)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "the audit log's last line is not UTF-8"))?;
-    match tail.lines().rev().find(|line| !line.trim().is_empty()) {
-        None => Ok(GENESIS_HASH.to_string()),
-        Some(line) => line_hash(line).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                "the audit log's last line has no hash; it is not a Hyper Registry audit log",
-            )
-        }),
+    /// Events queued and not yet taken by the writer.
+    pub fn queue_depth(&self) -> usize {
+        self.sender.max_capacity() - self.sender.capacity()
     }
 }
 
 struct Writer {
     path: PathBuf,
     file: Option<BufWriter<File>>,
+    /// Which file `file` is, to notice deletion or replacement of the path.
+    identity: Identity,
     last_hash: String,
     /// The file's length after this writer's last flush. A different length
     /// means another process (a CLI command) appended, so the chain continues
     /// from the file's real last line instead.
     expected_length: Option<u64>,
     healthy: Arc<AtomicBool>,
+    /// Events not yet written because the file could not be; written first
+    /// once it can be.
+    pending: VecDeque<Box<AuditEvent>>,
+    options: WriterOptions,
 }
 
 impl Writer {
     fn run(mut self, mut receiver: mpsc::Receiver<Command>) {
         let mut stopping = false;
         while !stopping {
-            let Some(first) = receiver.blocking_recv() else {
-                break;
+            let first = if self.pending.is_empty() {
+                match receiver.blocking_recv() {
+                    Some(command) => Some(command),
+                    None => break,
+                }
+            } else {
+                // Retry the unwritten events regularly even without new ones,
+                // so service resumes by itself.
+                std::thread::sleep(RETRY_INTERVAL);
+                match receiver.try_recv() {
+                    Ok(command) => Some(command),
+                    Err(mpsc::error::TryRecvError::Empty) => None,
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        stopping = true;
+                        None
+                    }
+                }
             };
             // Group commit: take whatever else is queued, write it all, then
             // flush (and sync once if any event is a security event).
-            let mut batch = vec![first];
+            let mut batch: Vec<Command> = first.into_iter().collect();
             while batch.len() < MAX_BATCH {
                 match receiver.try_recv() {
                     Ok(command) => batch.push(command),
@@ -177,69 +200,147 @@ impl Writer {
             let _ = file.flush();
             let _ = file.get_ref().sync_data();
         }
+        if !self.pending.is_empty() {
+            tracing::error!(
+                events = self.pending.len(),
+                "audit writer stopped with events that could not be written"
+            );
+        }
     }
 
     fn write_batch(&mut self, batch: Vec<Command>) {
         let mut acknowledgements = Vec::new();
         let mut needs_sync = false;
-        let mut result = self.ensure_open().and_then(|()| self.lock_and_catch_up());
-
         for command in batch {
             let Command::Write { event, durable } = command else {
                 continue;
             };
-            if result.is_ok() {
-                let (line, hash) = render_line(&event, &self.last_hash);
-                result = self.append(&line);
-                if result.is_ok() {
-                    self.last_hash = hash;
-                }
-            }
             if let Some(done) = durable {
                 needs_sync = true;
                 acknowledgements.push(done);
             }
+            self.pending.push_back(event);
+        }
+        while self.pending.len() > MAX_PENDING {
+            self.pending.pop_front();
+            self.options.metrics.audit_events_lost.inc();
         }
 
-        if result.is_ok() {
-            result = self.flush(needs_sync);
-        }
+        let mut written = Vec::with_capacity(self.pending.len());
+        let result = self.write_pending(&mut written, needs_sync);
         if let Some(file) = self.file.as_ref() {
-            self.expected_length = file.get_ref().metadata().ok().map(|m| m.len());
             let _ = file.get_ref().unlock();
         }
+
         let ok = result.is_ok();
-        if let Err(error) = result {
-            // The file is reopened on the next batch, so writes resume once
-            // the cause (permissions, a full disk) is fixed.
-            tracing::error!(error = %error, path = %self.path.display(), "audit log write failed");
-            self.file = None;
+        let was_healthy = self.healthy.swap(ok, Ordering::Relaxed);
+        if let Err(error) = &result {
+            self.options.metrics.audit_write_failures.inc();
+            // The events stay in `pending` and are retried in order.
+            if was_healthy {
+                tracing::error!(error = %error, path = %self.path.display(), "audit log write failed");
+                self.report(Report::Failed(error.to_string()));
+            }
+        } else {
+            self.options.metrics.audit_events_written.inc_by(written.len() as u64);
+            if !was_healthy {
+                tracing::warn!(path = %self.path.display(), "audit log writable again");
+                self.report(Report::Recovered);
+            }
+            if !written.is_empty() {
+                self.report(Report::Written(written));
+            }
         }
-        self.healthy.store(ok, Ordering::Relaxed);
         for done in acknowledgements {
             let _ = done.send(ok);
+        }
+        if ok {
+            self.rotate_if_due();
+        }
+    }
+
+    /// Writes every pending event and flushes; on success `pending` is empty
+    /// and `written` holds the lines. On failure nothing is removed from
+    /// `pending`, and the chain restarts from the file's real last line.
+    fn write_pending(&mut self, written: &mut Vec<ChainedEvent>, sync: bool) -> io::Result<()> {
+        self.ensure_open()?;
+        self.lock_and_catch_up()?;
+        let pending = std::mem::take(&mut self.pending);
+        let mut hash = self.last_hash.clone();
+        let mut outcome = Ok(());
+        for event in &pending {
+            let (line, next) = render_line(event, &hash);
+            outcome = self.append(&line);
+            if outcome.is_err() {
+                break;
+            }
+            written.push(ChainedEvent {
+                event: (**event).clone(),
+                prev_hash: std::mem::replace(&mut hash, next.clone()),
+                hash: next,
+            });
+        }
+        if outcome.is_ok() {
+            outcome = self.flush(sync);
+        }
+        match outcome {
+            Ok(()) => {
+                self.last_hash = hash;
+                if let Some(file) = self.file.as_ref() {
+                    self.expected_length = file.get_ref().metadata().ok().map(|m| m.len());
+                }
+                Ok(())
+            }
+            Err(error) => {
+                written.clear();
+                self.pending = pending;
+                // Part of the batch may have reached the file; drop the
+                // handle so the next attempt re-reads the real last line.
+                if let Some(file) = self.file.take() {
+                    let _ = file.get_ref().unlock();
+                }
+                self.expected_length = None;
+                Err(error)
+            }
         }
     }
 
     /// Takes the file's exclusive lock (held until the batch is flushed), so
-    /// a CLI command and the server never interleave lines, and re-reads the
-    /// last hash when someone else appended since this writer's last batch.
+    /// a CLI command and the server never interleave lines, follows a
+    /// rotation made by another process, refuses a file that was deleted or
+    /// replaced, and re-reads the last hash when someone else appended.
     fn lock_and_catch_up(&mut self) -> io::Result<()> {
         let file = self
             .file
             .as_ref()
             .ok_or_else(|| io::Error::other("audit log not open"))?;
         file.get_ref().lock()?;
+        let on_disk = std::fs::metadata(&self.path).map(|m| file::identity(&m)).ok();
+        if on_disk != Some(self.identity) {
+            let _ = file.get_ref().unlock();
+            let ours = file::last_hash_of(file.get_ref().try_clone()?)?;
+            if on_disk.is_some() && file::continues_from(&self.path, &ours) {
+                // Another process rotated the file: continue in the new one.
+                self.file = None;
+                self.ensure_open()?;
+                return self.lock_and_catch_up();
+            }
+            return Err(io::Error::other(
+                "the audit log file was deleted or replaced; restore it to resume writing",
+            ));
+        }
         let length = file.get_ref().metadata()?.len();
         if self.expected_length != Some(length) {
-            self.last_hash = read_last_hash(&self.path)?;
+            self.last_hash = file::last_hash_of(File::open(&self.path)?)?;
         }
         Ok(())
     }
 
     fn ensure_open(&mut self) -> io::Result<()> {
         if self.file.is_none() {
-            self.file = Some(BufWriter::new(open_for_append(&self.path)?));
+            let opened = file::open_for_append(&self.path)?;
+            self.identity = file::identity(&opened.metadata()?);
+            self.file = Some(BufWriter::new(opened));
         }
         Ok(())
     }
@@ -260,8 +361,72 @@ impl Writer {
             .ok_or_else(|| io::Error::other("audit log not open"))?;
         file.flush()?;
         if sync {
+            let started = Instant::now();
             file.get_ref().sync_data()?;
+            self.options
+                .metrics
+                .audit_fsync_seconds
+                .observe(started.elapsed().as_secs_f64());
         }
+        Ok(())
+    }
+
+    fn report(&self, report: Report) {
+        if let Some(reports) = &self.options.reports {
+            if reports.try_send(report).is_err() {
+                self.options.metrics.audit_sink_dropped.inc();
+            }
+        }
+    }
+
+    /// Renames a full file away and starts the next one with a rotation
+    /// event chained to the old file's last line.
+    fn rotate_if_due(&mut self) {
+        let Some(limit) = self.options.max_file_bytes else {
+            return;
+        };
+        if self.expected_length.is_none_or(|length| length < limit) {
+            return;
+        }
+        if let Err(error) = self.rotate() {
+            tracing::error!(error = %error, path = %self.path.display(), "audit log rotation failed; will retry");
+        }
+    }
+
+    fn rotate(&mut self) -> io::Result<()> {
+        let file = self
+            .file
+            .as_ref()
+            .ok_or_else(|| io::Error::other("audit log not open"))?;
+        file.get_ref().lock()?;
+        let now = chrono::Utc::now();
+        let rotated = file::rotated_name(&self.path, now);
+        std::fs::rename(&self.path, &rotated)?;
+        let rotated_name = rotated
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let old = self.file.take();
+
+        let mut event = AuditEvent::new(now, ROTATION_EVENT, ROTATION_EVENT, Status::Success, Severity::Info);
+        event.description = format!("continues the trail from {rotated_name}");
+        self.pending.push_front(Box::new(event));
+        self.ensure_open()?;
+        // A new, empty file: the chain continues from the rotated one.
+        self.expected_length = Some(0);
+        // Hold the new file's lock before the old one's is released, so no
+        // other writer slips a line in ahead of the rotation event.
+        let mut written = Vec::new();
+        let result = self.write_pending(&mut written, true);
+        if let Some(file) = self.file.as_ref() {
+            let _ = file.get_ref().unlock();
+        }
+        if let Some(old) = old {
+            let _ = old.get_ref().unlock();
+        }
+        result?;
+        tracing::info!(rotated = %rotated.display(), "audit log rotated");
+        self.report(Report::Written(written));
         Ok(())
     }
 }

@@ -44,11 +44,10 @@ pub(super) struct DeleteArgs {
 }
 
 pub(super) async fn run(command: RolesCommand, config: Config) -> anyhow::Result<ExitCode> {
-    let (state, audit_thread) = AppState::build(config, None).await?;
+    let (state, audit_pipeline) = AppState::build_for_cli(config).await?;
     let result = execute(command, &state).await;
-    state.audit.shutdown().await;
     drop(state);
-    let _ = tokio::task::spawn_blocking(move || audit_thread.join()).await;
+    audit_pipeline.finish().await;
     result
 }
 

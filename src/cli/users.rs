@@ -88,11 +88,10 @@ pub(super) async fn run(command: UsersCommand, config: &Config) -> anyhow::Resul
             },
         ),
     };
-    let (state, audit_thread) = AppState::build(config.clone(), None).await?;
+    let (state, audit_pipeline) = AppState::build_for_cli(config.clone()).await?;
     let result = apply_change(&state, &username, change).await;
-    state.audit.shutdown().await;
     drop(state);
-    let _ = tokio::task::spawn_blocking(move || audit_thread.join()).await;
+    audit_pipeline.finish().await;
     result
 }
 

@@ -3,9 +3,12 @@
 //! owns its migrations and its dialect; validation, permissions and
 //! encryption happen in higher layers before a record reaches a store.
 
+pub mod audit;
 pub mod postgres;
+mod postgres_audit;
 mod records;
 pub mod sqlite;
+mod sqlite_audit;
 mod time_format;
 
 use std::sync::Arc;
@@ -42,7 +45,7 @@ pub type SharedStore = Arc<dyn Store>;
 
 /// Everything the registry persists. Implementations keep each method atomic.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: audit::AuditStore + Send + Sync + 'static {
     /// Checks that the database responds.
     async fn ping(&self) -> StorageResult<()>;
 

@@ -51,6 +51,10 @@ pub struct PostgresStore {
 }
 
 impl PostgresStore {
+    pub(super) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     /// Connects to the database and applies the migrations.
     ///
     /// The URL may carry libpq-style parameters such as `sslmode` or
@@ -86,7 +90,7 @@ impl PostgresStore {
 /// exception), class 28 (authentication failed), 3D000 (no such database),
 /// 53300 (too many connections) and 57P01 to 57P03 (server shutting down or
 /// starting).
-fn classify_postgres(error: sqlx::Error) -> StorageError {
+pub(super) fn classify_postgres(error: sqlx::Error) -> StorageError {
     let unavailable = match &error {
         sqlx::Error::Database(database_error) => database_error.code().is_some_and(|code| {
             code.starts_with("08")

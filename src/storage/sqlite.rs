@@ -25,6 +25,10 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    pub(super) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     /// Opens (creating if needed) the database and applies the migrations.
     ///
     /// # Errors

@@ -1,0 +1,183 @@
+//! `/api/v1/admin/audit`: the queryable copy of the trail, and operator
+//! notes recorded into it.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::context::record_security_event;
+use super::cursor;
+use super::error::{ApiError, ApiResult};
+use super::extract::{Authenticated, Context, JsonBody};
+use super::query::QueryPairs;
+use crate::app::AppState;
+use crate::audit::{Severity, Status};
+use crate::storage::audit::AuditQuery;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/admin/audit", get(query_events))
+        .route("/api/v1/admin/audit/events", post(record_event))
+}
+
+fn timestamp(query: &QueryPairs, name: &str) -> ApiResult<Option<DateTime<Utc>>> {
+    match query.single(name)? {
+        None => Ok(None),
+        Some(raw) => DateTime::parse_from_rfc3339(raw)
+            .map(|time| Some(time.with_timezone(&Utc)))
+            .map_err(|_| ApiError::InvalidParameter(format!("`{name}` must be an RFC 3339 timestamp"))),
+    }
+}
+
+fn short_text(query: &QueryPairs, name: &str) -> ApiResult<Option<String>> {
+    match query.single(name)? {
+        Some(raw) if raw.len() > 256 => Err(ApiError::InvalidParameter(format!("`{name}` is longer than 256 bytes"))),
+        other => Ok(other.map(str::to_string)),
+    }
+}
+
+/// Parses the SPEC filters of `GET /api/v1/admin/audit`.
+fn audit_query(state: &AppState, query: &QueryPairs) -> ApiResult<AuditQuery> {
+    query.only(&[
+        "severity",
+        "user_id",
+        "action",
+        "event_type",
+        "status",
+        "since",
+        "until",
+        "limit",
+        "cursor",
+    ])?;
+    let min_severity = match query.single("severity")? {
+        None => None,
+        Some(raw) => Some(Severity::parse(raw).ok_or_else(|| {
+            ApiError::InvalidParameter("`severity` must be one of info, low, medium, high, critical".into())
+        })?),
+    };
+    let status = match query.single("status")? {
+        None => None,
+        Some(raw) => Some(
+            Status::parse(raw)
+                .ok_or_else(|| ApiError::InvalidParameter("`status` must be one of success, failed, denied".into()))?,
+        ),
+    };
+    let before_seq = match query.single("cursor")? {
+        None => None,
+        Some(raw) => Some(cursor::decode::<i64>(&state.cursor_key, "audit", raw)?),
+    };
+    Ok(AuditQuery {
+        min_severity,
+        user_id: short_text(query, "user_id")?,
+        action: short_text(query, "action")?,
+        event_type: short_text(query, "event_type")?,
+        status,
+        since: timestamp(query, "since")?,
+        until: timestamp(query, "until")?,
+        before_seq,
+        limit: query.limit(50)?,
+    })
+}
+
+async fn query_events(
+    State(state): State<AppState>,
+    caller: Authenticated,
+    query: QueryPairs,
+) -> ApiResult<Json<Value>> {
+    caller.require("audit:read")?;
+    let mut filters = audit_query(&state, &query)?;
+    let limit = filters.limit;
+    filters.limit = limit + 1;
+    let mut events = state.store.query_audit_events(&filters).await?;
+    let has_more = events.len() > limit as usize;
+    events.truncate(limit as usize);
+    let next_cursor = if has_more {
+        events
+            .last()
+            .map(|last| cursor::encode(&state.cursor_key, "audit", &last.seq))
+    } else {
+        None
+    };
+    Ok(Json(json!({
+        "items": events.iter().map(|stored| &stored.event).collect::<Vec<_>>(),
+        "next_cursor": next_cursor,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ManualEvent {
+    event_type: String,
+    severity: String,
+    description: String,
+    #[serde(default)]
+    user_id: Option<String>,
+}
+
+fn validate(body: &ManualEvent) -> ApiResult<Severity> {
+    let type_ok = (1..=64).contains(&body.event_type.len())
+        && body.event_type.starts_with(|c: char| c.is_ascii_lowercase())
+        && body
+            .event_type
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.'));
+    if !type_ok {
+        return Err(ApiError::InvalidParameter(
+            "`event_type` must be 1 to 64 characters of a-z, 0-9, `_` and `.`, starting with a letter".into(),
+        ));
+    }
+    let severity = Severity::parse(&body.severity).ok_or_else(|| {
+        ApiError::InvalidParameter("`severity` must be one of info, low, medium, high, critical".into())
+    })?;
+    let length = body.description.chars().count();
+    if length == 0 || length > 2000 || body.description.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(ApiError::InvalidParameter(
+            "`description` must be 1 to 2000 characters without control characters".into(),
+        ));
+    }
+    if let Some(user_id) = &body.user_id {
+        let id_ok = (1..=128).contains(&user_id.len())
+            && user_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@' | b':'));
+        if !id_ok {
+            return Err(ApiError::InvalidParameter(
+                "`user_id` must be 1 to 128 characters of letters, digits and -_.@:".into(),
+            ));
+        }
+    }
+    Ok(severity)
+}
+
+/// Records an operator's note or manual security event. The event names
+/// the user it is about; the operator is named in the description and in
+/// the access event of the same request id.
+async fn record_event(
+    State(state): State<AppState>,
+    caller: Authenticated,
+    Context(context): Context,
+    JsonBody(body): JsonBody<ManualEvent>,
+) -> ApiResult<Response> {
+    let principal = caller.require("security:admin")?;
+    let severity = validate(&body)?;
+    let mut event = context.event(&state, &body.event_type, Status::Success, severity);
+    event.action = "manual_event".into();
+    event.user_id = body.user_id.clone();
+    event.api_key_id = principal.api_key_id.clone();
+    event.description = format!("{} (recorded by user {})", body.description, principal.user_id);
+    let view = json!({
+        "event_id": event.event_id,
+        "timestamp": event.timestamp,
+        "event_type": event.event_type,
+        "severity": event.severity,
+        "user_id": event.user_id,
+        "description": event.description,
+    });
+    record_security_event(&state, event).await?;
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}

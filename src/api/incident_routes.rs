@@ -1,0 +1,176 @@
+//! `/api/v1/admin/emergency` and `/api/v1/admin/logging`: the controls an
+//! operator reaches for during an incident. Both need `security:admin` and
+//! both are audited.
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::{Duration, SecondsFormat};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::context::record_security_event;
+use super::error::{ApiError, ApiResult};
+use super::extract::{Authenticated, Context, JsonBody};
+use crate::app::AppState;
+use crate::audit::{Severity, Status};
+use crate::incident::Emergency;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/v1/admin/emergency",
+            get(show_emergency).post(start_emergency).delete(lift_emergency),
+        )
+        .route("/api/v1/admin/logging", get(show_logging).put(set_logging))
+}
+
+/// Longest emergency that can be set at once: one week.
+const MAX_EMERGENCY_MINUTES: u32 = 7 * 24 * 60;
+
+pub fn emergency_view(emergency: Option<&Emergency>) -> Value {
+    match emergency {
+        None => json!({ "active": false }),
+        Some(emergency) => json!({
+            "active": true,
+            "rate_limit_per_minute": emergency.rate_limit_per_minute,
+            "reason": emergency.reason,
+            "started_at": emergency.started_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+            "expires_at": emergency.expires_at.map(|at| at.to_rfc3339_opts(SecondsFormat::Secs, true)),
+            "started_by": emergency.started_by,
+        }),
+    }
+}
+
+async fn show_emergency(State(state): State<AppState>, caller: Authenticated) -> ApiResult<Json<Value>> {
+    caller.require("security:admin")?;
+    Ok(Json(emergency_view(
+        state.runtime.emergency(state.clock.now()).as_ref(),
+    )))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EmergencyRequest {
+    rate_limit_per_minute: u32,
+    reason: String,
+    #[serde(default)]
+    duration_minutes: Option<u32>,
+}
+
+/// Checks an emergency request; shared with the CLI.
+///
+/// # Errors
+/// A message naming the field that is out of range.
+pub fn check_emergency(rate_limit_per_minute: u32, reason: &str, duration_minutes: Option<u32>) -> Result<(), String> {
+    if !(1..=1_000_000).contains(&rate_limit_per_minute) {
+        return Err("`rate_limit_per_minute` must be from 1 to 1000000".into());
+    }
+    let length = reason.chars().count();
+    if length == 0 || length > 500 || reason.chars().any(char::is_control) {
+        return Err("`reason` must be 1 to 500 characters without control characters".into());
+    }
+    if duration_minutes.is_some_and(|minutes| !(1..=MAX_EMERGENCY_MINUTES).contains(&minutes)) {
+        return Err(format!("`duration_minutes` must be from 1 to {MAX_EMERGENCY_MINUTES}"));
+    }
+    Ok(())
+}
+
+async fn start_emergency(
+    State(state): State<AppState>,
+    caller: Authenticated,
+    Context(context): Context,
+    JsonBody(body): JsonBody<EmergencyRequest>,
+) -> ApiResult<Json<Value>> {
+    let principal = caller.require("security:admin")?;
+    check_emergency(body.rate_limit_per_minute, &body.reason, body.duration_minutes)
+        .map_err(ApiError::InvalidParameter)?;
+    let now = state.clock.now();
+    let emergency = Emergency {
+        rate_limit_per_minute: body.rate_limit_per_minute,
+        reason: body.reason,
+        started_at: now,
+        expires_at: body
+            .duration_minutes
+            .map(|minutes| now + Duration::minutes(i64::from(minutes))),
+        started_by: principal.user_id.to_string(),
+    };
+    // Recorded first: an emergency that the trail cannot show must not start.
+    let event = context
+        .event(&state, "emergency_mode_enabled", Status::Success, Severity::Critical)
+        .user(Some(principal.user_id.to_string()), principal.api_key_id.clone())
+        .description(format!(
+            "emergency mode on: {} requests per minute for clients without security:admin{}; reason: {}",
+            emergency.rate_limit_per_minute,
+            body.duration_minutes
+                .map(|minutes| format!(" for {minutes} minutes"))
+                .unwrap_or_default(),
+            emergency.reason
+        ));
+    record_security_event(&state, event).await?;
+    state
+        .runtime
+        .set_emergency(&state.store, Some(emergency.clone()), now)
+        .await?;
+    Ok(Json(emergency_view(Some(&emergency))))
+}
+
+async fn lift_emergency(
+    State(state): State<AppState>,
+    caller: Authenticated,
+    Context(context): Context,
+) -> ApiResult<Json<Value>> {
+    let principal = caller.require("security:admin")?;
+    let now = state.clock.now();
+    state.runtime.set_emergency(&state.store, None, now).await?;
+    let event = context
+        .event(&state, "emergency_mode_disabled", Status::Success, Severity::Critical)
+        .user(Some(principal.user_id.to_string()), principal.api_key_id.clone())
+        .description("emergency mode lifted");
+    record_security_event(&state, event).await?;
+    Ok(Json(emergency_view(None)))
+}
+
+fn current_level(state: &AppState) -> String {
+    state
+        .runtime
+        .log_level()
+        .unwrap_or_else(|| state.config.log_level.clone())
+}
+
+async fn show_logging(State(state): State<AppState>, caller: Authenticated) -> ApiResult<Json<Value>> {
+    caller.require("security:admin")?;
+    Ok(Json(json!({ "level": current_level(&state) })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoggingRequest {
+    level: String,
+}
+
+async fn set_logging(
+    State(state): State<AppState>,
+    caller: Authenticated,
+    Context(context): Context,
+    JsonBody(body): JsonBody<LoggingRequest>,
+) -> ApiResult<Json<Value>> {
+    let principal = caller.require("security:admin")?;
+    let level = body.level.to_ascii_lowercase();
+    if !crate::telemetry::LEVELS.contains(&level.as_str()) {
+        return Err(ApiError::InvalidParameter(
+            "`level` must be one of trace, debug, info, warn, error".into(),
+        ));
+    }
+    let previous = current_level(&state);
+    let event = context
+        .event(&state, "log_level_changed", Status::Success, Severity::Medium)
+        .user(Some(principal.user_id.to_string()), principal.api_key_id.clone())
+        .description(format!("log level changed from {previous} to {level}"));
+    record_security_event(&state, event).await?;
+    state
+        .runtime
+        .set_log_level(&state.store, &level, state.clock.now())
+        .await?;
+    Ok(Json(json!({ "level": level })))
+}

@@ -1,0 +1,121 @@
+//! The audit file on disk: opening, identity checks and rotation.
+//!
+//! A rotated file is renamed to `<AUDIT_LOG_FILE>.<UTC timestamp>` and the
+//! new file starts with an `audit_log_rotated` event whose `prev_hash` is
+//! the last hash of the rotated file, so the chain runs across files and a
+//! file whose head was cut off is still detectable.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use super::format::{line_hash, GENESIS_HASH};
+
+/// The event type that starts every file after the first.
+pub const ROTATION_EVENT: &str = "audit_log_rotated";
+
+pub(super) fn open_for_append(path: &Path) -> io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)
+}
+
+/// Device and inode of a file, to notice when the path no longer names the
+/// file this process writes to.
+pub(super) type Identity = (u64, u64);
+
+#[cfg(unix)]
+pub(super) fn identity(metadata: &std::fs::Metadata) -> Identity {
+    use std::os::unix::fs::MetadataExt;
+    (metadata.dev(), metadata.ino())
+}
+
+#[cfg(not(unix))]
+pub(super) fn identity(metadata: &std::fs::Metadata) -> Identity {
+    (0, metadata.len())
+}
+
+/// Reads the hash of the last line, or the genesis hash for a new file.
+pub(super) fn read_last_hash(path: &Path) -> io::Result<String> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(GENESIS_HASH.to_string()),
+        Err(error) => return Err(error),
+    };
+    last_hash_of(file)
+}
+
+pub(super) fn last_hash_of(mut file: File) -> io::Result<String> {
+    let length = file.metadata()?.len();
+    let tail_length = length.min(256 * 1024);
+    file.seek(SeekFrom::Start(length - tail_length))?;
+    let mut tail = String::new();
+    file.read_to_string(&mut tail)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "the audit log's last line is not UTF-8"))?;
+    match tail.lines().rev().find(|line| !line.trim().is_empty()) {
+        None => Ok(GENESIS_HASH.to_string()),
+        Some(line) => line_hash(line).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the audit log's last line has no hash; it is not a Hyper Registry audit log",
+            )
+        }),
+    }
+}
+
+/// Returns whether the file at `path` is a rotation successor of a file
+/// that ended with `last_hash`: its first line is a rotation event chained
+/// to that hash.
+pub(super) fn continues_from(path: &Path, last_hash: &str) -> bool {
+    let Ok(file) = File::open(path) else {
+        return false;
+    };
+    let mut first = String::new();
+    if BufReader::new(file).read_line(&mut first).is_err() {
+        return false;
+    }
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(first.trim_end()) else {
+        return false;
+    };
+    value.get("event_type").and_then(|v| v.as_str()) == Some(ROTATION_EVENT)
+        && value.get("prev_hash").and_then(|v| v.as_str()) == Some(last_hash)
+}
+
+/// The name a file gets when it is rotated away.
+pub(super) fn rotated_name(path: &Path, now: chrono::DateTime<chrono::Utc>) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{}", now.format("%Y%m%dT%H%M%S%.6fZ")));
+    PathBuf::from(name)
+}
+
+/// Lists the rotated files of `path`, oldest first (their names sort by time).
+///
+/// # Errors
+/// When the directory cannot be read.
+pub fn rotated_files(path: &Path) -> io::Result<Vec<PathBuf>> {
+    let directory = match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) => parent.to_path_buf(),
+        None => PathBuf::from("."),
+    };
+    let Some(base) = path.file_name().and_then(|n| n.to_str()) else {
+        return Ok(Vec::new());
+    };
+    let prefix = format!("{base}.");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&directory)?
+        .filter_map(Result::ok)
+        .filter(|entry| {
+            entry.file_name().to_str().is_some_and(|name| {
+                name.strip_prefix(&prefix)
+                    .is_some_and(|stamp| stamp.ends_with('Z') && stamp.starts_with(|c: char| c.is_ascii_digit()))
+            })
+        })
+        .map(|entry| entry.path())
+        .collect();
+    files.sort();
+    Ok(files)
+}
