@@ -16,6 +16,27 @@ const LOG_LEVEL_KEY: &str = "log_level";
 /// How often each instance re-reads the settings.
 pub const SYNC_INTERVAL: Duration = Duration::from_secs(2);
 
+/// Longest emergency that can be set at once: one week.
+const MAX_EMERGENCY_MINUTES: u32 = 7 * 24 * 60;
+
+/// Checks an emergency request; shared with the CLI.
+///
+/// # Errors
+/// A message naming the field that is out of range.
+pub fn check_emergency(rate_limit_per_minute: u32, reason: &str, duration_minutes: Option<u32>) -> Result<(), String> {
+    if !(1..=1_000_000).contains(&rate_limit_per_minute) {
+        return Err("`rate_limit_per_minute` must be from 1 to 1000000".into());
+    }
+    let length = reason.chars().count();
+    if length == 0 || length > 500 || reason.chars().any(char::is_control) {
+        return Err("`reason` must be 1 to 500 characters without control characters".into());
+    }
+    if duration_minutes.is_some_and(|minutes| !(1..=MAX_EMERGENCY_MINUTES).contains(&minutes)) {
+        return Err(format!("`duration_minutes` must be from 1 to {MAX_EMERGENCY_MINUTES}"));
+    }
+    Ok(())
+}
+
 /// Emergency mode: every client without `security:admin` is held to
 /// `rate_limit_per_minute` until it is lifted or `expires_at` passes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

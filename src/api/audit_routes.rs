@@ -120,38 +120,10 @@ struct ManualEvent {
 }
 
 fn validate(body: &ManualEvent) -> ApiResult<Severity> {
-    let type_ok = (1..=64).contains(&body.event_type.len())
-        && body.event_type.starts_with(|c: char| c.is_ascii_lowercase())
-        && body
-            .event_type
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.'));
-    if !type_ok {
-        return Err(ApiError::InvalidParameter(
-            "`event_type` must be 1 to 64 characters of a-z, 0-9, `_` and `.`, starting with a letter".into(),
-        ));
-    }
-    let severity = Severity::parse(&body.severity).ok_or_else(|| {
-        ApiError::InvalidParameter("`severity` must be one of info, low, medium, high, critical".into())
-    })?;
-    let length = body.description.chars().count();
-    if length == 0 || length > 2000 || body.description.chars().any(|c| c.is_control() && c != '\n') {
-        return Err(ApiError::InvalidParameter(
-            "`description` must be 1 to 2000 characters without control characters".into(),
-        ));
-    }
-    if let Some(user_id) = &body.user_id {
-        let id_ok = (1..=128).contains(&user_id.len())
-            && user_id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@' | b':'));
-        if !id_ok {
-            return Err(ApiError::InvalidParameter(
-                "`user_id` must be 1 to 128 characters of letters, digits and -_.@:".into(),
-            ));
-        }
-    }
-    Ok(severity)
+    crate::audit::check_manual_event(&body.event_type, &body.description, body.user_id.as_deref())
+        .map_err(ApiError::InvalidParameter)?;
+    Severity::parse(&body.severity)
+        .ok_or_else(|| ApiError::InvalidParameter("`severity` must be one of info, low, medium, high, critical".into()))
 }
 
 /// Records an operator's note or manual security event. The event names

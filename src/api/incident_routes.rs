@@ -25,9 +25,6 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/admin/logging", get(show_logging).put(set_logging))
 }
 
-/// Longest emergency that can be set at once: one week.
-const MAX_EMERGENCY_MINUTES: u32 = 7 * 24 * 60;
-
 pub fn emergency_view(emergency: Option<&Emergency>) -> Value {
     match emergency {
         None => json!({ "active": false }),
@@ -58,24 +55,6 @@ struct EmergencyRequest {
     duration_minutes: Option<u32>,
 }
 
-/// Checks an emergency request; shared with the CLI.
-///
-/// # Errors
-/// A message naming the field that is out of range.
-pub fn check_emergency(rate_limit_per_minute: u32, reason: &str, duration_minutes: Option<u32>) -> Result<(), String> {
-    if !(1..=1_000_000).contains(&rate_limit_per_minute) {
-        return Err("`rate_limit_per_minute` must be from 1 to 1000000".into());
-    }
-    let length = reason.chars().count();
-    if length == 0 || length > 500 || reason.chars().any(char::is_control) {
-        return Err("`reason` must be 1 to 500 characters without control characters".into());
-    }
-    if duration_minutes.is_some_and(|minutes| !(1..=MAX_EMERGENCY_MINUTES).contains(&minutes)) {
-        return Err(format!("`duration_minutes` must be from 1 to {MAX_EMERGENCY_MINUTES}"));
-    }
-    Ok(())
-}
-
 async fn start_emergency(
     State(state): State<AppState>,
     caller: Authenticated,
@@ -83,7 +62,7 @@ async fn start_emergency(
     JsonBody(body): JsonBody<EmergencyRequest>,
 ) -> ApiResult<Json<Value>> {
     let principal = caller.require("security:admin")?;
-    check_emergency(body.rate_limit_per_minute, &body.reason, body.duration_minutes)
+    crate::incident::check_emergency(body.rate_limit_per_minute, &body.reason, body.duration_minutes)
         .map_err(ApiError::InvalidParameter)?;
     let now = state.clock.now();
     let emergency = Emergency {

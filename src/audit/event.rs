@@ -130,3 +130,32 @@ pub struct ChainedEvent {
     pub prev_hash: String,
     pub hash: String,
 }
+
+/// Checks the fields of an operator's manual event (HTTP and CLI).
+///
+/// # Errors
+/// A message naming the field that is invalid.
+pub fn check_manual_event(event_type: &str, description: &str, user_id: Option<&str>) -> Result<(), String> {
+    let type_ok = (1..=64).contains(&event_type.len())
+        && event_type.starts_with(|c: char| c.is_ascii_lowercase())
+        && event_type
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.'));
+    if !type_ok {
+        return Err("`event_type` must be 1 to 64 characters of a-z, 0-9, `_` and `.`, starting with a letter".into());
+    }
+    let length = description.chars().count();
+    if length == 0 || length > 2000 || description.chars().any(|c| c.is_control() && c != '\n') {
+        return Err("`description` must be 1 to 2000 characters without control characters".into());
+    }
+    if let Some(user_id) = user_id {
+        let id_ok = (1..=128).contains(&user_id.len())
+            && user_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@' | b':'));
+        if !id_ok {
+            return Err("`user_id` must be 1 to 128 characters of letters, digits and -_.@:".into());
+        }
+    }
+    Ok(())
+}

@@ -17,7 +17,7 @@ mod format;
 pub mod pipeline;
 mod writer;
 
-pub use event::{AuditEvent, ChainedEvent, Severity, Status};
+pub use event::{check_manual_event, AuditEvent, ChainedEvent, Severity, Status};
 pub use file::{rotated_files, ROTATION_EVENT};
 pub use format::{verify_chain, ChainError, GENESIS_HASH};
 pub use pipeline::{AuditPipeline, PipelineOptions};

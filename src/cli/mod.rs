@@ -4,6 +4,7 @@
 mod audit;
 mod export;
 mod import;
+mod incident;
 mod keys;
 mod roles;
 mod secret;
@@ -48,6 +49,12 @@ enum Command {
     /// Works with the audit trail.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Turns emergency mode on or off for every instance.
+    #[command(subcommand)]
+    Emergency(incident::EmergencyCommand),
+    /// Changes the log level of every instance at run time.
+    #[command(subcommand)]
+    Logging(incident::LoggingCommand),
 }
 
 /// Parses the command line, runs the command and maps the result to an exit code.
@@ -85,7 +92,9 @@ pub fn main() -> ExitCode {
             Command::Roles(command) => roles::run(command, config).await,
             Command::Import(args) => import::run(args, &config).await,
             Command::Export(args) => export::run(args, &config).await,
-            Command::Audit(audit::AuditCommand::Verify(args)) => Ok(audit::verify(&args, Some(&config))),
+            Command::Audit(command) => audit::run(command, &config).await,
+            Command::Emergency(command) => incident::emergency(command, &config).await,
+            Command::Logging(command) => incident::logging(command, &config).await,
             Command::Secret(_) => Ok(ExitCode::SUCCESS),
         }
     });
@@ -142,16 +151,20 @@ async fn record_operator_event(
     event_type: &str,
     description: String,
 ) -> anyhow::Result<()> {
-    use crate::audit::{AuditEvent, Severity, Status};
+    record_operator_event_with(state, event_type, crate::audit::Severity::Medium, description).await
+}
 
-    let event = AuditEvent::new(
-        state.clock.now(),
-        event_type,
-        event_type,
-        Status::Success,
-        Severity::Medium,
-    )
-    .description(format!("{description} (command line)"));
+/// As [`record_operator_event`], with a chosen severity.
+async fn record_operator_event_with(
+    state: &crate::app::AppState,
+    event_type: &str,
+    severity: crate::audit::Severity,
+    description: String,
+) -> anyhow::Result<()> {
+    use crate::audit::{AuditEvent, Status};
+
+    let event = AuditEvent::new(state.clock.now(), event_type, event_type, Status::Success, severity)
+        .description(format!("{description} (command line)"));
     state
         .audit
         .record_durable(event)
