@@ -68,6 +68,30 @@ pub(super) fn last_hash_of(mut file: File) -> io::Result<String> {
     }
 }
 
+/// Cuts a partial last line left by a write that failed midway (a full
+/// disk), so the file again ends with a whole, hashed line.
+pub(super) fn trim_partial_line(path: &Path) -> io::Result<()> {
+    let mut file = OpenOptions::new().read(true).write(true).open(path)?;
+    let length = file.metadata()?.len();
+    if length == 0 {
+        return Ok(());
+    }
+    let tail_length = length.min(256 * 1024);
+    file.seek(SeekFrom::Start(length - tail_length))?;
+    let mut tail = Vec::with_capacity(tail_length as usize);
+    file.read_to_end(&mut tail)?;
+    if tail.last() == Some(&b'\n') {
+        return Ok(());
+    }
+    let keep = match tail.iter().rposition(|&b| b == b'\n') {
+        Some(position) => length - tail_length + position as u64 + 1,
+        None if tail_length == length => 0,
+        None => return Err(io::Error::other("the audit log ends with an overlong partial line")),
+    };
+    file.set_len(keep)?;
+    file.sync_data()
+}
+
 /// Returns whether the file at `path` is a rotation successor of a file
 /// that ended with `last_hash`: its first line is a rotation event chained
 /// to that hash.

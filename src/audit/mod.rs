@@ -19,6 +19,6 @@ mod writer;
 
 pub use event::{check_manual_event, AuditEvent, ChainedEvent, Severity, Status};
 pub use file::{rotated_files, ROTATION_EVENT};
-pub use format::{verify_chain, ChainError, GENESIS_HASH};
+pub use format::{render_line, verify_chain, ChainError, GENESIS_HASH};
 pub use pipeline::{AuditPipeline, PipelineOptions};
 pub use writer::{AuditLog, AuditUnavailable};

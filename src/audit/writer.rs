@@ -88,6 +88,7 @@ impl AuditLog {
             expected_length: None,
             healthy: healthy.clone(),
             pending: VecDeque::new(),
+            needs_repair: false,
             options,
         };
         let handle = std::thread::Builder::new()
@@ -156,6 +157,8 @@ struct Writer {
     /// Events not yet written because the file could not be; written first
     /// once it can be.
     pending: VecDeque<Box<AuditEvent>>,
+    /// Set after a failed write, which may have left a partial line.
+    needs_repair: bool,
     options: WriterOptions,
 }
 
@@ -296,19 +299,22 @@ impl Writer {
                 self.pending = pending;
                 // Part of the batch may have reached the file; drop the
                 // handle so the next attempt re-reads the real last line.
-                if let Some(file) = self.file.take() {
-                    let _ = file.get_ref().unlock();
+                // Discard what is still buffered: dropping a BufWriter would
+                // try to write it again, after the lines are re-queued.
+                if let Some(writer) = self.file.take() {
+                    let (file, _unwritten) = writer.into_parts();
+                    let _ = file.unlock();
                 }
                 self.expected_length = None;
+                self.needs_repair = true;
                 Err(error)
             }
         }
     }
 
     /// Takes the file's exclusive lock (held until the batch is flushed), so
-    /// a CLI command and the server never interleave lines, follows a
-    /// rotation made by another process, refuses a file that was deleted or
-    /// replaced, and re-reads the last hash when someone else appended.
+    /// a CLI command and the server never interleave lines, and re-reads the
+    /// last hash when someone else appended since this writer's last batch.
     fn lock_and_catch_up(&mut self) -> io::Result<()> {
         let file = self
             .file
@@ -317,17 +323,14 @@ impl Writer {
         file.get_ref().lock()?;
         let on_disk = std::fs::metadata(&self.path).map(|m| file::identity(&m)).ok();
         if on_disk != Some(self.identity) {
-            let _ = file.get_ref().unlock();
+            // Deleted, replaced or rotated by another process since the
+            // last batch: reopen, which checks the chain continues.
             let ours = file::last_hash_of(file.get_ref().try_clone()?)?;
-            if on_disk.is_some() && file::continues_from(&self.path, &ours) {
-                // Another process rotated the file: continue in the new one.
-                self.file = None;
-                self.ensure_open()?;
-                return self.lock_and_catch_up();
-            }
-            return Err(io::Error::other(
-                "the audit log file was deleted or replaced; restore it to resume writing",
-            ));
+            let _ = file.get_ref().unlock();
+            self.file = None;
+            self.last_hash = ours;
+            self.ensure_open()?;
+            return self.lock_and_catch_up();
         }
         let length = file.get_ref().metadata()?.len();
         if self.expected_length != Some(length) {
@@ -336,12 +339,39 @@ impl Writer {
         Ok(())
     }
 
+    /// Reopens the file at the path, but only if it is the file this
+    /// writer's chain lives in, or a rotation successor of it. A file that
+    /// was deleted or replaced is never written to (nor created again), so
+    /// the trail cannot be silently restarted; restoring the file resumes it.
     fn ensure_open(&mut self) -> io::Result<()> {
-        if self.file.is_none() {
-            let opened = file::open_for_append(&self.path)?;
-            self.identity = file::identity(&opened.metadata()?);
-            self.file = Some(BufWriter::new(opened));
+        if self.file.is_some() {
+            return Ok(());
         }
+        let replaced = || io::Error::other("the audit log file was deleted or replaced; restore it to resume writing");
+        let opened = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.path)
+            .map_err(|error| {
+                if error.kind() == io::ErrorKind::NotFound {
+                    replaced()
+                } else {
+                    error
+                }
+            })?;
+        let identity = file::identity(&opened.metadata()?);
+        if identity != self.identity {
+            if !file::continues_from(&self.path, &self.last_hash) {
+                return Err(replaced());
+            }
+            // Another process rotated the file: continue in the new one.
+            self.identity = identity;
+            self.expected_length = None;
+        }
+        if self.needs_repair {
+            file::trim_partial_line(&self.path)?;
+            self.needs_repair = false;
+        }
+        self.file = Some(BufWriter::new(opened));
         Ok(())
     }
 
@@ -411,7 +441,9 @@ impl Writer {
         let mut event = AuditEvent::new(now, ROTATION_EVENT, ROTATION_EVENT, Status::Success, Severity::Info);
         event.description = format!("continues the trail from {rotated_name}");
         self.pending.push_front(Box::new(event));
-        self.ensure_open()?;
+        let created = file::open_for_append(&self.path)?;
+        self.identity = file::identity(&created.metadata()?);
+        self.file = Some(BufWriter::new(created));
         // A new, empty file: the chain continues from the rotated one.
         self.expected_length = Some(0);
         // Hold the new file's lock before the old one's is released, so no

@@ -108,6 +108,15 @@ pub fn main() -> ExitCode {
 }
 
 async fn serve(config: Config) -> anyhow::Result<ExitCode> {
+    // A file-size limit (ulimit -f) must surface as a failed write that the
+    // audit writer handles (503 for changes until space returns), not as a
+    // signal that kills the server.
+    #[cfg(unix)]
+    // SAFETY: setting a signal's disposition to "ignore" before other
+    // threads use signals has no memory effects.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     tracing::info!(
         bind_address = %config.bind_address,
         database = if config.uses_sqlite() { "sqlite" } else { "postgresql" },

@@ -2,6 +2,7 @@
 //! its own SQLite file and talks HTTP to it.
 
 mod audit;
+mod audit_durability;
 mod bad_input;
 mod cli;
 mod cluster;
