@@ -306,6 +306,19 @@ impl AppState {
                 variable = name,
                 "no {name} set: using a generated key stored in DATA_DIR; this is a development setup"
             );
+            if server {
+                let event = crate::audit::AuditEvent::new(
+                    state.clock.now(),
+                    "configuration_warning",
+                    "configuration_warning",
+                    crate::audit::Status::Success,
+                    crate::audit::Severity::Medium,
+                )
+                .description(format!(
+                    "no {name} set: a generated development key is in use"
+                ));
+                state.audit.record(event).await;
+            }
         }
         state.runtime.load(&state.store, state.clock.now()).await;
         Ok((state, audit_pipeline))
