@@ -314,9 +314,7 @@ impl AppState {
                     crate::audit::Status::Success,
                     crate::audit::Severity::Medium,
                 )
-                .description(format!(
-                    "no {name} set: a generated development key is in use"
-                ));
+                .description(format!("no {name} set: a generated development key is in use"));
                 state.audit.record(event).await;
             }
         }

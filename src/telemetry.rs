@@ -15,11 +15,14 @@ static RELOAD: OnceLock<Reload> = OnceLock::new();
 /// Levels that `LOG_LEVEL` and the logging endpoint accept.
 pub const LEVELS: [&str; 5] = ["trace", "debug", "info", "warn", "error"];
 
-/// Noisy dependencies stay at `warn` whatever our own level is.
+/// Noisy dependencies stay at `warn` whatever our own level is. Targets match
+/// by prefix, so `hyper=…` would also silence `hyper_registry`.
 fn filter(level: &str) -> EnvFilter {
     let level = if level == "warning" { "warn" } else { level };
-    EnvFilter::try_new(format!("{level},sqlx=warn,hyper_util=warn,tower=warn"))
-        .unwrap_or_else(|_| EnvFilter::new("info"))
+    EnvFilter::try_new(format!(
+        "{level},sqlx=warn,hyper_util=warn,h2=warn,tower=warn,rustls=warn,reqwest=warn"
+    ))
+    .unwrap_or_else(|_| EnvFilter::new("info"))
 }
 
 /// Installs the global subscriber; a second call (tests) is ignored.

@@ -1,6 +1,10 @@
 //! The embedded SQLite backend: one database file in WAL mode behind a
 //! connection pool, with FTS5 for ranked search. It owns the SQL text for
 //! SQLite; callers hand it validated records and get records back.
+//!
+//! Write transactions start with `BEGIN IMMEDIATE`: a deferred transaction
+//! that reads first cannot wait for another writer when it then writes, and
+//! would fail with SQLITE_BUSY instead of waiting out `busy_timeout`.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -334,7 +338,7 @@ impl Store for SqliteStore {
         max_attempts: u32,
         lock_until: DateTime<Utc>,
     ) -> StorageResult<Option<DateTime<Utc>>> {
-        let mut transaction = self.pool.begin().await.map_err(classify)?;
+        let mut transaction = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(classify)?;
         let count: i64 = sqlx::query_scalar(
             "UPDATE users SET failed_logins = failed_logins + 1 WHERE id = ? RETURNING failed_logins",
         )
@@ -478,7 +482,7 @@ impl Store for SqliteStore {
     }
 
     async fn insert_entry(&self, entry: &StoredEntry) -> StorageResult<()> {
-        let mut transaction = self.pool.begin().await.map_err(classify)?;
+        let mut transaction = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(classify)?;
         insert_entry_row(&mut transaction, entry).await?;
         transaction.commit().await.map_err(classify)
     }
@@ -494,7 +498,7 @@ impl Store for SqliteStore {
     }
 
     async fn update_entry(&self, entry: &StoredEntry) -> StorageResult<()> {
-        let mut transaction = self.pool.begin().await.map_err(classify)?;
+        let mut transaction = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(classify)?;
         update_entry_row(&mut transaction, entry).await?;
         transaction.commit().await.map_err(classify)
     }
@@ -613,7 +617,7 @@ impl Store for SqliteStore {
     }
 
     async fn import_entries(&self, batch: &[StoredEntry], policy: ImportPolicy) -> StorageResult<Vec<ImportOutcome>> {
-        let mut transaction = self.pool.begin().await.map_err(classify)?;
+        let mut transaction = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(classify)?;
         let mut outcomes = Vec::with_capacity(batch.len());
         for entry in batch {
             outcomes.push(import_one(&mut transaction, entry, policy).await?);
@@ -835,7 +839,7 @@ impl Store for SqliteStore {
     }
 
     async fn record_api_key_use(&self, uses: &[(String, DateTime<Utc>)]) -> StorageResult<()> {
-        let mut transaction = self.pool.begin().await.map_err(classify)?;
+        let mut transaction = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(classify)?;
         for (id, at) in uses {
             sqlx::query(
                 "UPDATE api_keys SET last_used_at = ? WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)",

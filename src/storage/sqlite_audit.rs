@@ -21,7 +21,7 @@ impl AuditStore for SqliteStore {
         if events.is_empty() {
             return Ok(());
         }
-        let mut transaction = self.pool().begin().await.map_err(classify)?;
+        let mut transaction = self.pool().begin_with("BEGIN IMMEDIATE").await.map_err(classify)?;
         for chunk in events.chunks(500) {
             let mut insert = QueryBuilder::<Sqlite>::new(
                 "INSERT OR IGNORE INTO audit_events (event_id, timestamp, event_type, action, status, severity, \

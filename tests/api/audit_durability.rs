@@ -49,31 +49,26 @@ fn field(line: &str, name: &str) -> String {
     value[name].as_str().unwrap_or_default().to_string()
 }
 
-/// A server whose audit file rotates every 2 KiB, after enough requests
-/// for at least three rotations.
-async fn rotated_app() -> (TestApp, Vec<PathBuf>) {
+/// The trail of a stopped server whose audit file rotated every 2 KiB, at
+/// least three times: its directory, the current file and the rotated ones.
+async fn rotated_trail() -> (tempfile::TempDir, PathBuf, Vec<PathBuf>) {
     let app = TestApp::spawn_with(&[("AUDIT_LOG_MAX_BYTES", "2048")]).await;
-    let path = audit_path(&app);
     for _ in 0..40 {
         app.get("/auth/me", &app.admin_token).await;
     }
-    let mut rotated = Vec::new();
-    for _ in 0..50 {
-        rotated = hyper_registry::audit::rotated_files(&path).expect("directory readable");
-        if rotated.len() >= 3 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // Stopped, so that no rotation happens while the files are read.
+    let data_dir = app.stop().await;
+    let path = data_dir.path().join("audit.log");
+    let rotated = hyper_registry::audit::rotated_files(&path).expect("directory readable");
     assert!(rotated.len() >= 3, "the file was rotated at least three times");
-    (app, rotated)
+    (data_dir, path, rotated)
 }
 
 #[tokio::test]
 async fn rotation_starts_each_file_with_a_link_to_the_last() {
-    let (app, rotated) = rotated_app().await;
+    let (_data_dir, path, rotated) = rotated_trail().await;
     let mut files = rotated.clone();
-    files.push(audit_path(&app));
+    files.push(path);
 
     for pair in files.windows(2) {
         let previous = lines(&pair[0]);
@@ -92,8 +87,7 @@ async fn rotation_starts_each_file_with_a_link_to_the_last() {
 
 #[tokio::test]
 async fn verify_checks_every_rotated_file_in_order() {
-    let (app, rotated) = rotated_app().await;
-    let path = audit_path(&app);
+    let (_data_dir, path, rotated) = rotated_trail().await;
 
     let (ok, output) = verify(&path, None);
     assert!(ok, "{output}");
@@ -106,8 +100,7 @@ async fn verify_checks_every_rotated_file_in_order() {
 
 #[tokio::test]
 async fn verify_accepts_a_single_rotated_file() {
-    let (app, _rotated) = rotated_app().await;
-    let path = audit_path(&app);
+    let (_data_dir, path, _rotated) = rotated_trail().await;
 
     let (ok, output) = verify(&path, Some(&path));
 
@@ -119,10 +112,10 @@ async fn verify_accepts_a_single_rotated_file() {
 
 #[tokio::test]
 async fn verify_detects_a_missing_rotated_file() {
-    let (app, rotated) = rotated_app().await;
+    let (_data_dir, path, rotated) = rotated_trail().await;
     std::fs::remove_file(&rotated[1]).expect("removed");
 
-    let (ok, output) = verify(&audit_path(&app), None);
+    let (ok, output) = verify(&path, None);
 
     assert!(!ok, "a gap in the rotated files fails: {output}");
     assert!(output.contains("chain broken"), "{output}");
@@ -130,12 +123,12 @@ async fn verify_detects_a_missing_rotated_file() {
 
 #[tokio::test]
 async fn verify_detects_tampering_in_a_rotated_file() {
-    let (app, rotated) = rotated_app().await;
+    let (_data_dir, path, rotated) = rotated_trail().await;
     let mut text = lines(&rotated[1]);
     text[1] = text[1].replacen("\"description\": \"", "\"description\": \"x", 1);
     std::fs::write(&rotated[1], text.join("\n") + "\n").expect("written");
 
-    let (ok, output) = verify(&audit_path(&app), None);
+    let (ok, output) = verify(&path, None);
 
     assert!(!ok, "an edit in a rotated file fails: {output}");
     assert!(output.contains("line 2"), "{output}");

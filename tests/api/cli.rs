@@ -232,13 +232,21 @@ async fn audit_verify_detects_edit() {
     let intact = run(data.path(), &["audit", "verify", log.to_str().unwrap()], "");
     assert!(intact.status.success(), "{}", text(&intact.stdout));
 
-    let edited = std::fs::read_to_string(&log)
-        .unwrap()
-        .replacen("\"severity\": \"info\"", "\"severity\": \"low\"", 1);
+    let original = std::fs::read_to_string(&log).unwrap();
+    let edited_line = original
+        .lines()
+        .position(|line| line.contains("\"severity\": \"info\""))
+        .expect("an info line")
+        + 1;
+    let edited = original.replacen("\"severity\": \"info\"", "\"severity\": \"low\"", 1);
     std::fs::write(&log, edited).unwrap();
     let broken = run(data.path(), &["audit", "verify", log.to_str().unwrap()], "");
     assert!(!broken.status.success(), "an edited line is detected");
-    assert!(text(&broken.stdout).contains("line 1"), "{}", text(&broken.stdout));
+    assert!(
+        text(&broken.stdout).contains(&format!("line {edited_line}:")),
+        "{}",
+        text(&broken.stdout)
+    );
 }
 
 #[test]

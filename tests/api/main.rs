@@ -12,6 +12,7 @@ mod http_framing;
 mod import_export;
 mod keys;
 mod listing;
+mod log_secrets;
 mod login;
 mod permissions;
 mod ratelimit;
