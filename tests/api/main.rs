@@ -12,6 +12,7 @@ mod import_export;
 mod keys;
 mod listing;
 mod login;
+mod perimeter;
 mod permissions;
 mod ratelimit;
 mod search;
