@@ -2,7 +2,9 @@
 //! its own SQLite file and talks HTTP to it.
 
 mod audit;
+mod backup;
 mod bad_input;
+mod check_config;
 mod cli;
 mod cluster;
 mod encryption;
