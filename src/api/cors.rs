@@ -49,7 +49,7 @@ impl CorsPolicy {
     }
 }
 
-/// Whether a preflight asks only for methods and headers that are allowed.
+/// Returns whether a preflight requests only allowed methods and headers.
 fn preflight_request_allowed(headers: &HeaderMap) -> bool {
     let method_ok = headers
         .get(header::ACCESS_CONTROL_REQUEST_METHOD)

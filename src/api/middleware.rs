@@ -53,8 +53,8 @@ fn client_ip(state: &AppState, request: &Request) -> IpAddr {
     super::client_ip::client_ip(peer, request.headers(), &state.config.transport.trusted_proxies)
 }
 
-/// Whether `ADMIN_ALLOWED_CIDRS` keeps `client_ip` away from `path`. An
-/// empty list allows every address.
+/// Returns whether `ADMIN_ALLOWED_CIDRS` denies `client_ip` access to
+/// `path`. An empty list allows every address.
 fn admin_address_denied(state: &AppState, path: &str, client_ip: IpAddr) -> bool {
     let allowed = &state.config.transport.admin_allowed_cidrs;
     let is_admin = path == "/api/v1/admin" || path.starts_with("/api/v1/admin/");

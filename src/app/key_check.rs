@@ -20,7 +20,7 @@ const MARKER: &[u8] = b"hyper-registry encryption key check v1";
 /// The associated data of the key check, which no other value uses.
 const CONTEXT: &[u8] = b"hyper-registry:key-check";
 
-/// Why start-up cannot use the configured encryption keys.
+/// Failures of the key check at start-up.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyCheckError {
     #[error(transparent)]

@@ -19,8 +19,8 @@ pub(super) const LAST_BACKUP_FILE: &str = "last-backup.json";
 
 #[derive(Args)]
 pub(super) struct BackupArgs {
-    /// The file to write. It must not exist; it is created readable by this
-    /// user only (mode 0600), since it holds every record.
+    /// The file to write. It must not exist. It is created readable by this
+    /// user only (mode 0600) because it contains every record.
     #[arg(long)]
     out: PathBuf,
 }

@@ -252,9 +252,9 @@ fn rate_limits(config: &Config) -> Finding {
         config.login_rate_limit_per_minute,
         if config.redis_url.is_some() { "yes" } else { "no" }
     );
-    // The guide suggests 10 to 30 requests per minute for public APIs and
-    // 100 to 1000 for internal ones; more than that per client, or a login
-    // budget above a person's pace, deserves a second look.
+    // The security guide suggests 10 to 30 requests per minute for public
+    // APIs and 100 to 1000 for internal ones. More than that per client, or a
+    // login budget above a person's pace, deserves a second look.
     if config.rate_limit_per_minute > 1000 || config.login_rate_limit_per_minute > 30 {
         return finding(
             ITEM,

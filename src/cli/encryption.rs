@@ -58,7 +58,8 @@ async fn rewrap(config: &Config) -> anyhow::Result<ExitCode> {
     let report = result.context("the rewrap stopped on a database error; run it again to resume")?;
     outcome?;
     if report.key_check_updated {
-        println!("done: every value is under the current key; old keys can be removed from ENCRYPTION_KEY_PREVIOUS");
+        println!("done: every encrypted value is under the current key");
+        print_pepper_notice(&core, clock.now()).await?;
         Ok(ExitCode::SUCCESS)
     } else if report.failed() > 0 {
         println!(
@@ -74,6 +75,23 @@ async fn rewrap(config: &Config) -> anyhow::Result<ExitCode> {
         );
         Ok(ExitCode::FAILURE)
     }
+}
+
+/// Prints what still needs the old keys. API-key secrets and recovery codes
+/// are HMACs under a pepper derived from the key in force when they were
+/// made, so they cannot be re-keyed without the secrets themselves.
+async fn print_pepper_notice(core: &Core, now: chrono::DateTime<chrono::Utc>) -> anyhow::Result<()> {
+    let active_keys = core
+        .store
+        .list_api_keys(None)
+        .await?
+        .iter()
+        .filter(|key| key.revoked_at.is_none() && key.expires_at > now)
+        .count();
+    println!(
+        "note: {active_keys} active API keys, and MFA recovery codes, are verified with a pepper derived from the          ENCRYPTION_KEY in force when they were made. Keep old keys in ENCRYPTION_KEY_PREVIOUS until keys made          before the rotation are rotated (`hyper-registry keys rotate`) and users have new recovery codes;          removing an old key disables those."
+    );
+    Ok(())
 }
 
 fn print_report(report: &RewrapReport) {

@@ -173,7 +173,7 @@ impl std::fmt::Debug for MfaRecord {
     }
 }
 
-/// A stored column that holds ciphertext made by the [`crate::crypto::Cipher`].
+/// A stored column that contains ciphertext made by the [`crate::crypto::Cipher`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EncryptedField {
     /// `entries.sensitive`, keyed by entry id.
@@ -211,7 +211,7 @@ impl EncryptedField {
     }
 }
 
-/// One ciphertext and the row that holds it.
+/// One ciphertext and the id of its row.
 #[derive(Clone)]
 pub struct EncryptedValue {
     pub row_id: Uuid,
