@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 
+use crate::encryption::DEFAULT_SQLITE;
 use crate::helpers::{list_all_entries, TestApp, ADMIN_PASSWORD, JWT_SECRET};
 
 const ENCRYPTION_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
@@ -31,7 +32,7 @@ fn run_backup(data_dir: &Path, extra: &[(&str, &str)], out: &Path) -> Output {
 
 #[tokio::test]
 async fn backup_during_writes_then_restore() {
-    let app = Arc::new(TestApp::spawn_with(&[("ENCRYPTION_KEY", ENCRYPTION_KEY)]).await);
+    let app = Arc::new(TestApp::spawn_with(&[("ENCRYPTION_KEY", ENCRYPTION_KEY), DEFAULT_SQLITE]).await);
     for index in 0..20 {
         app.create_entry(
             &app.admin_token,
@@ -105,7 +106,7 @@ async fn backup_during_writes_then_restore() {
 
 #[tokio::test]
 async fn backup_refuses_to_overwrite() {
-    let app = TestApp::spawn_with(&[("ENCRYPTION_KEY", ENCRYPTION_KEY)]).await;
+    let app = TestApp::spawn_with(&[("ENCRYPTION_KEY", ENCRYPTION_KEY), DEFAULT_SQLITE]).await;
     let out = app.data_dir.path().join("existing.db");
     std::fs::write(&out, b"keep me").unwrap();
 
@@ -118,7 +119,7 @@ async fn backup_refuses_to_overwrite() {
 
 #[tokio::test]
 async fn backup_records_time_for_check_config() {
-    let app = TestApp::spawn_with(&[("ENCRYPTION_KEY", ENCRYPTION_KEY)]).await;
+    let app = TestApp::spawn_with(&[("ENCRYPTION_KEY", ENCRYPTION_KEY), DEFAULT_SQLITE]).await;
     let out = app.data_dir.path().join("recorded.db");
 
     let output = run_backup(app.data_dir.path(), &[], &out);

@@ -17,6 +17,10 @@ use crate::helpers::{fresh_postgres_schema_url, TestApp, ADMIN_PASSWORD, JWT_SEC
 const KEY_OLD: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 const KEY_NEW: &str = "oKGio6SlpqeoqaqrrK2ur7CxsrO0tba3uLm6u7y9vr8=";
 const SENSITIVE_MARKER: &str = "plaintext-canary-5d1f9e";
+/// Keeps a test on the default SQLite file in DATA_DIR even when
+/// `TEST_BACKEND=postgres` moves the suite to PostgreSQL: an empty value
+/// counts as unset.
+pub const DEFAULT_SQLITE: (&str, &str) = ("DATABASE_URL", "");
 
 fn key_id(key_base64: &str) -> Vec<u8> {
     let bytes: [u8; 32] = base64::engine::general_purpose::STANDARD
@@ -132,7 +136,7 @@ async fn serve_refused(data_dir: &Path, key: &str, previous: Option<&str>) -> (b
 
 #[tokio::test]
 async fn sensitive_values_absent_from_sqlite_files() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(&[DEFAULT_SQLITE]).await;
     let (_, token) = app.create_user("alice", &["user"]).await;
     for index in 0..5 {
         app.create_entry(&token, &sensitive_body(&format!("secret-holder-{index}")))
@@ -348,7 +352,7 @@ fn collect(seen: &mut HashMap<(String, Vec<u8>), ()>, rows: Vec<(String, Vec<u8>
 
 #[tokio::test]
 async fn nonces_unique_across_restart_backup_and_rewrap() {
-    let first = TestApp::spawn_with(&[("ENCRYPTION_KEY", KEY_OLD)]).await;
+    let first = TestApp::spawn_with(&[("ENCRYPTION_KEY", KEY_OLD), DEFAULT_SQLITE]).await;
     let data_path = first.data_dir.path().to_string_lossy().to_string();
     for index in 0..50 {
         first
@@ -360,7 +364,12 @@ async fn nonces_unique_across_restart_backup_and_rewrap() {
     collect(&mut seen, sqlite_ciphertexts(&database_file(data_dir.path())).await);
 
     // The same value again after a restart.
-    let restarted = TestApp::spawn_with(&[("ENCRYPTION_KEY", KEY_OLD), ("DATA_DIR", data_path.as_str())]).await;
+    let restarted = TestApp::spawn_with(&[
+        ("ENCRYPTION_KEY", KEY_OLD),
+        ("DATA_DIR", data_path.as_str()),
+        DEFAULT_SQLITE,
+    ])
+    .await;
     for index in 50..100 {
         restarted
             .create_entry(&restarted.admin_token, &sensitive_body(&format!("same-value-{index}")))
@@ -415,7 +424,7 @@ async fn nonces_unique_across_restart_backup_and_rewrap() {
 
 #[tokio::test]
 async fn wrong_key_refused_at_startup() {
-    let app = TestApp::spawn_with(&[("ENCRYPTION_KEY", KEY_OLD)]).await;
+    let app = TestApp::spawn_with(&[("ENCRYPTION_KEY", KEY_OLD), DEFAULT_SQLITE]).await;
     let data_dir = app.stop().await;
 
     let (refused, stderr) = serve_refused(data_dir.path(), KEY_NEW, None).await;
@@ -436,7 +445,7 @@ async fn wrong_key_refused_at_startup() {
 
 #[tokio::test]
 async fn wrong_key_refused_for_data_without_key_check() {
-    let app = TestApp::spawn_with(&[("ENCRYPTION_KEY", KEY_OLD)]).await;
+    let app = TestApp::spawn_with(&[("ENCRYPTION_KEY", KEY_OLD), DEFAULT_SQLITE]).await;
     app.create_entry(&app.admin_token, &sensitive_body("older-data")).await;
     let data_dir = app.stop().await;
     // A database from before the key check existed has values but no check.
@@ -460,7 +469,7 @@ async fn wrong_key_refused_for_data_without_key_check() {
 
 #[tokio::test]
 async fn first_start_writes_key_check() {
-    let app = TestApp::spawn_with(&[("ENCRYPTION_KEY", KEY_OLD)]).await;
+    let app = TestApp::spawn_with(&[("ENCRYPTION_KEY", KEY_OLD), DEFAULT_SQLITE]).await;
     let data_dir = app.stop().await;
 
     let check = sqlite_key_check(&database_file(data_dir.path())).await;
@@ -496,7 +505,7 @@ fn totp_code(app: &TestApp, secret_base32: &str) -> String {
 #[tokio::test]
 async fn rotation_with_previous_key_and_rewrap() {
     // Data under the old key: an entry and a TOTP secret.
-    let before = TestApp::spawn_with(&[("ENCRYPTION_KEY", KEY_OLD)]).await;
+    let before = TestApp::spawn_with(&[("ENCRYPTION_KEY", KEY_OLD), DEFAULT_SQLITE]).await;
     let data_path = before.data_dir.path().to_string_lossy().to_string();
     let (_, token) = before.create_user("alice", &["user"]).await;
     let entry = before.create_entry(&token, &sensitive_body("rotated-entry")).await;
@@ -514,6 +523,7 @@ async fn rotation_with_previous_key_and_rewrap() {
         ("ENCRYPTION_KEY", KEY_NEW),
         ("ENCRYPTION_KEY_PREVIOUS", KEY_OLD),
         ("DATA_DIR", data_path.as_str()),
+        DEFAULT_SQLITE,
     ])
     .await;
     let read: Value = during.get(&entry_path, &during.admin_token).await.json().await.unwrap();
@@ -557,7 +567,12 @@ async fn rotation_with_previous_key_and_rewrap() {
     );
 
     // The old key can now be dropped; it alone is refused.
-    let after = TestApp::spawn_with(&[("ENCRYPTION_KEY", KEY_NEW), ("DATA_DIR", data_path.as_str())]).await;
+    let after = TestApp::spawn_with(&[
+        ("ENCRYPTION_KEY", KEY_NEW),
+        ("DATA_DIR", data_path.as_str()),
+        DEFAULT_SQLITE,
+    ])
+    .await;
     let read: Value = after.get(&entry_path, &after.admin_token).await.json().await.unwrap();
     assert_eq!(
         read["sensitive"]["deploy_token"], SENSITIVE_MARKER,
