@@ -26,6 +26,8 @@ use crate::storage::{self, SharedStore};
 pub mod accounts;
 mod background;
 mod dev_secrets;
+pub mod key_check;
+pub mod rewrap;
 pub mod roles;
 pub mod users;
 
@@ -108,10 +110,12 @@ pub struct Core {
 }
 
 impl Core {
-    /// Opens storage and the cipher.
+    /// Opens storage and the cipher, and checks the encryption key against
+    /// the database.
     ///
     /// # Errors
-    /// Fails when secrets or storage cannot be opened.
+    /// Fails when secrets or storage cannot be opened, or when the
+    /// encryption key does not match the database.
     pub async fn open(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Core> {
         ensure_data_dir(&config.data_dir)?;
         let secrets = Secrets::resolve(config)?;
@@ -125,6 +129,7 @@ impl Core {
             &secrets.encryption_key,
             &config.encryption_key_previous,
         ));
+        key_check::verify_or_create(&store, cipher.as_ref(), clock.now()).await?;
         let registry = Registry::new(store.clone(), cipher.clone(), clock.clone());
 
         let generated = ensure_admin(

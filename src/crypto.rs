@@ -64,6 +64,17 @@ pub trait Cipher: Send + Sync {
     /// # Errors
     /// Fails for a malformed value, an unknown key or a failed authentication.
     fn decrypt(&self, ciphertext: &[u8], aad: &[u8]) -> Result<Vec<u8>, CryptoError>;
+    /// Returns whether `ciphertext` was made with the current key, so that a
+    /// rewrap can skip it.
+    fn uses_current_key(&self, ciphertext: &[u8]) -> bool;
+    /// Returns the public id of the current key, in hex, for messages.
+    fn current_key_id(&self) -> String;
+}
+
+/// Returns the public id of the key that made `ciphertext`, in hex, or
+/// `None` when the value is too short to carry one.
+pub fn ciphertext_key_id(ciphertext: &[u8]) -> Option<String> {
+    ciphertext.get(..KEY_ID_BYTES).map(hex::encode)
 }
 
 const KEY_ID_BYTES: usize = 8;
@@ -121,6 +132,14 @@ impl Cipher for AesGcmCipher {
             .decrypt(Nonce::from_slice(nonce), Payload { msg: sealed, aad })
             .map_err(|_| CryptoError::Decrypt)
     }
+
+    fn uses_current_key(&self, ciphertext: &[u8]) -> bool {
+        ciphertext.get(..KEY_ID_BYTES) == Some(self.current.0.as_slice())
+    }
+
+    fn current_key_id(&self) -> String {
+        hex::encode(&self.current.0)
+    }
 }
 
 #[cfg(test)]
@@ -152,6 +171,18 @@ mod tests {
             without_old.decrypt(&sealed, b"ctx"),
             Err(CryptoError::UnknownKey(_))
         ));
+    }
+
+    #[test]
+    fn current_key_recognised() {
+        let old = AesGcmCipher::new(&[1u8; 32], &[]);
+        let rotated = AesGcmCipher::new(&[2u8; 32], &[[1u8; 32]]);
+        let sealed_old = old.encrypt(b"value", b"ctx");
+        let sealed_new = rotated.encrypt(b"value", b"ctx");
+        assert!(!rotated.uses_current_key(&sealed_old));
+        assert!(rotated.uses_current_key(&sealed_new));
+        assert!(!rotated.uses_current_key(b"short"));
+        assert_eq!(ciphertext_key_id(&sealed_new), Some(rotated.current_key_id()));
     }
 
     #[test]

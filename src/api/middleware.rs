@@ -16,6 +16,7 @@ use super::access_log::{record_access, FinishedRequest};
 use super::context::{RequestContext, SharedContext};
 use super::error::{problem_response, ApiError, ProblemRendered, REQUEST_ID};
 use crate::app::AppState;
+use crate::audit::{Severity, Status};
 use crate::auth::{AuthError, Principal};
 use crate::ratelimit::{Decision, Limit};
 
@@ -42,12 +43,23 @@ fn request_id(headers: &HeaderMap) -> String {
         .unwrap_or_else(|| Uuid::new_v4().to_string())
 }
 
-fn client_ip(request: &Request) -> IpAddr {
-    request
+/// Returns the client address, believing `X-Forwarded-For` only from a
+/// peer in `TRUSTED_PROXIES` (see [`super::client_ip`]).
+fn client_ip(state: &AppState, request: &Request) -> IpAddr {
+    let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|info| info.0.ip())
-        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    super::client_ip::client_ip(peer, request.headers(), &state.config.transport.trusted_proxies)
+}
+
+/// Returns whether `ADMIN_ALLOWED_CIDRS` denies `client_ip` access to
+/// `path`. An empty list allows every address.
+fn admin_address_denied(state: &AppState, path: &str, client_ip: IpAddr) -> bool {
+    let allowed = &state.config.transport.admin_allowed_cidrs;
+    let is_admin = path == "/api/v1/admin" || path.starts_with("/api/v1/admin/");
+    is_admin && !allowed.is_empty() && !allowed.iter().any(|network| network.contains(&client_ip))
 }
 
 /// Authenticates from `Authorization: Bearer` or `X-API-Key`.
@@ -274,15 +286,19 @@ async fn handle(state: AppState, request_id: String, request: &mut Request, next
         .map(|matched| matched.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
 
+    // The admin allow-list applies before credentials are even read.
+    let client_ip = client_ip(&state, request);
+    let admin_denied = admin_address_denied(&state, &path, client_ip);
+
     // Authenticate once; handlers read the result from the context.
-    let authentication = if metered {
+    let authentication = if metered && !admin_denied {
         authenticate(&state, request.headers()).await
     } else {
         None
     };
     let context: SharedContext = Arc::new(RequestContext {
         request_id: request_id.clone(),
-        client_ip: client_ip(request),
+        client_ip,
         authentication,
         presented_api_key_id: request
             .headers()
@@ -306,7 +322,16 @@ async fn handle(state: AppState, request_id: String, request: &mut Request, next
         let taken = state.rate_limiter.check(&key, limit, state.clock.now()).await;
         bucket_key = Some(key);
         decision = Some(taken);
-        if !taken.allowed {
+        if admin_denied {
+            record_admin_address_denied(&state, &context, &path).await;
+            problem_response(
+                StatusCode::FORBIDDEN,
+                "admin_address_not_allowed",
+                "Address not allowed",
+                "the admin API cannot be reached from this address".into(),
+                None,
+            )
+        } else if !taken.allowed {
             ApiError::RateLimited {
                 retry_after_seconds: taken.retry_after_seconds,
             }
@@ -345,4 +370,17 @@ async fn handle(state: AppState, request_id: String, request: &mut Request, next
         record_access(&state, &finished).await;
     }
     response
+}
+
+/// Writes the denial of an admin route by address before the response.
+async fn record_admin_address_denied(state: &AppState, context: &RequestContext, path: &str) {
+    let event = context
+        .event(state, "admin_address_denied", Status::Denied, Severity::Medium)
+        .description(format!(
+            "admin route {} called from an address outside ADMIN_ALLOWED_CIDRS",
+            path.chars().take(512).collect::<String>()
+        ));
+    if state.audit.record_durable(event).await.is_err() {
+        tracing::error!(client_ip = %context.client_ip, "could not write the admin_address_denied event");
+    }
 }

@@ -5,7 +5,9 @@ mod access_log;
 mod admin;
 mod audit_routes;
 mod auth_routes;
+pub mod client_ip;
 pub mod context;
+mod cors;
 mod cursor;
 mod entries;
 pub mod error;
@@ -30,6 +32,7 @@ pub const MAX_HEAD_BYTES: usize = 32 * 1024;
 /// Builds the application's router with every route and layer.
 pub fn router(state: AppState) -> Router {
     let max_body_bytes = state.config.max_body_bytes;
+    let cors_policy = cors::CorsPolicy::new(state.config.transport.cors_allowed_origins.clone());
     Router::new()
         .merge(health::router())
         .merge(auth_routes::router())
@@ -42,8 +45,16 @@ pub fn router(state: AppState) -> Router {
         .merge(incident_routes::router())
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(
+            cors_policy.clone(),
+            cors::answer_preflight,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::pipeline,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            cors_policy,
+            cors::add_response_headers,
         ))
         .layer(CatchPanicLayer::custom(|_| {
             error::problem_response(

@@ -57,7 +57,7 @@ fn hash_refresh_token(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }
 
-fn totp_context(user_id: Uuid) -> Vec<u8> {
+pub(crate) fn totp_context(user_id: Uuid) -> Vec<u8> {
     format!("user:{user_id}:totp").into_bytes()
 }
 

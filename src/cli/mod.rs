@@ -2,6 +2,9 @@
 //! functions as the HTTP API; none of them takes a secret as an argument.
 
 mod audit;
+mod backup;
+mod check_config;
+mod encryption;
 mod export;
 mod import;
 mod incident;
@@ -55,6 +58,14 @@ enum Command {
     /// Changes the log level of every instance at run time.
     #[command(subcommand)]
     Logging(incident::LoggingCommand),
+    /// Works with the encryption of stored secrets.
+    #[command(subcommand)]
+    Encryption(encryption::EncryptionCommand),
+    /// Checks the configuration against the production checklist; exits
+    /// non-zero when an item fails. Prints no secret.
+    CheckConfig,
+    /// Copies the SQLite database to a new file while the server runs.
+    Backup(backup::BackupArgs),
 }
 
 /// Parses the command line, runs the command and maps the result to an exit code.
@@ -64,6 +75,9 @@ pub fn main() -> ExitCode {
     // Commands that need no configuration run before it is read.
     match &cli.command {
         Command::Secret(command) => return secret::run(command),
+        // Reads the configuration itself, so that production refusals
+        // become report lines instead of stopping it.
+        Command::CheckConfig => return check_config::run(),
         Command::Audit(audit::AuditCommand::Verify(args)) if args.file.is_some() => return audit::verify(args, None),
         _ => {}
     }
@@ -95,7 +109,9 @@ pub fn main() -> ExitCode {
             Command::Audit(command) => audit::run(command, &config).await,
             Command::Emergency(command) => incident::emergency(command, &config).await,
             Command::Logging(command) => incident::logging(command, &config).await,
-            Command::Secret(_) => Ok(ExitCode::SUCCESS),
+            Command::Encryption(command) => encryption::run(command, &config).await,
+            Command::Backup(args) => backup::run(args, &config).await,
+            Command::Secret(_) | Command::CheckConfig => Ok(ExitCode::SUCCESS),
         }
     });
     match result {

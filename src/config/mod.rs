@@ -137,6 +137,27 @@ impl Config {
         K: Into<String>,
         V: Into<String>,
     {
+        let config = Self::from_vars_unchecked(vars)?;
+        config.check_production()?;
+        Ok(config)
+    }
+
+    /// Reads the configuration from the process environment without the
+    /// production-mode requirements, so that `check-config` can report each
+    /// of them instead of stopping at the first.
+    ///
+    /// # Errors
+    /// Returns the first invalid variable, with a message that names it.
+    pub fn from_env_unchecked() -> Result<Config, ConfigError> {
+        Self::from_vars_unchecked(std::env::vars())
+    }
+
+    fn from_vars_unchecked<I, K, V>(vars: I) -> Result<Config, ConfigError>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
         let vars = Vars::new(vars);
 
         let environment = match vars.get("HYPER_REGISTRY_ENV").as_deref() {
@@ -289,7 +310,6 @@ impl Config {
             admin_username: vars.get("ADMIN_USERNAME").unwrap_or_else(|| "admin".into()),
             admin_password,
         };
-        config.check_production()?;
         Ok(config)
     }
 
@@ -339,12 +359,31 @@ impl Config {
                 });
             }
         }
-        Ok(())
+        check_audit_log_writable(&self.audit_log_file)
     }
 
     /// Returns whether the database is the embedded SQLite file.
     pub fn uses_sqlite(&self) -> bool {
         self.database_url.expose().starts_with("sqlite:")
+    }
+}
+
+/// Opens the audit log for appending, creating it and its directory when
+/// missing, as the audit writer does a moment later. Production refuses to
+/// start without a writable trail rather than run with every change refused.
+fn check_audit_log_writable(path: &std::path::Path) -> Result<(), ConfigError> {
+    let opened = path
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| std::fs::OpenOptions::new().append(true).create(true).open(path));
+    match opened {
+        Ok(_) => Ok(()),
+        Err(error) => Err(ConfigError {
+            variable: "AUDIT_LOG_FILE",
+            problem: format!("{} cannot be opened for writing ({error})", path.display()),
+            fix: "point AUDIT_LOG_FILE at a file in a directory this user can write, or fix the owner and mode of the file and its directory".into(),
+        }),
     }
 }
 
@@ -439,6 +478,31 @@ mod tests {
     fn production_requires_explicit_secrets() {
         let error = config(&[("HYPER_REGISTRY_ENV", "production")]).unwrap_err();
         assert_eq!(error.variable, "JWT_SECRET_KEY");
+    }
+
+    fn production_vars(audit_log_file: &str) -> Vec<(&'static str, String)> {
+        vec![
+            ("HYPER_REGISTRY_ENV", "production".into()),
+            ("JWT_SECRET_KEY", "a-production-signing-key-0123456789abcdefgh".into()),
+            ("ENCRYPTION_KEY", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into()),
+            ("TRUSTED_PROXIES", "10.0.0.1".into()),
+            ("TLS_TERMINATED_BY_PROXY", "true".into()),
+            ("AUDIT_LOG_FILE", audit_log_file.into()),
+        ]
+    }
+
+    #[test]
+    fn production_requires_writable_audit_log() {
+        let directory = tempfile::tempdir().unwrap();
+        // A directory cannot be opened for appending, even by root.
+        let unwritable = directory.path().to_string_lossy().to_string();
+        let writable = directory.path().join("logs/audit.log").to_string_lossy().to_string();
+
+        let error = Config::from_vars(production_vars(&unwritable)).unwrap_err();
+
+        assert_eq!(error.variable, "AUDIT_LOG_FILE");
+        assert!(error.fix.contains("AUDIT_LOG_FILE"), "{error}");
+        assert!(Config::from_vars(production_vars(&writable)).is_ok());
     }
 
     #[test]

@@ -11,5 +11,6 @@ mod validate;
 pub use entry::{EntryInput, EntryView, FieldError, SERVER_FIELDS};
 pub use import::{ImportError, ImportReport, IMPORT_BATCH_SIZE};
 pub use merge_patch::merge_patch;
+pub(crate) use service::sensitive_context;
 pub use service::{ListPage, Registry, RegistryError, SearchPage};
 pub use validate::{search_terms, validate_slug, STATUSES};

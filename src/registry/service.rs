@@ -66,7 +66,7 @@ pub struct Registry {
     pub(super) clock: Arc<dyn Clock>,
 }
 
-fn sensitive_context(id: Uuid) -> Vec<u8> {
+pub(crate) fn sensitive_context(id: Uuid) -> Vec<u8> {
     format!("entry:{id}:sensitive").into_bytes()
 }
 

@@ -146,6 +146,36 @@ pub trait Store: audit::AuditStore + Send + Sync + 'static {
     async fn revoke_api_key(&self, id: &str, at: chrono::DateTime<chrono::Utc>) -> StorageResult<bool>;
     /// Writes coalesced `last_used_at` values in one transaction.
     async fn record_api_key_use(&self, uses: &[(String, chrono::DateTime<chrono::Utc>)]) -> StorageResult<()>;
+
+    /// Returns up to `limit` non-null values of `field` in row-id order,
+    /// starting after `after`, for a rewrap in batches.
+    async fn list_encrypted_values(
+        &self,
+        field: EncryptedField,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> StorageResult<Vec<EncryptedValue>>;
+    /// Replaces one value of `field` with `next` only if it still equals
+    /// `previous`; returns whether it did. A write that raced in wins.
+    async fn replace_encrypted_value(
+        &self,
+        field: EncryptedField,
+        row_id: Uuid,
+        previous: &[u8],
+        next: &[u8],
+    ) -> StorageResult<bool>;
+    /// Returns the stored key-check ciphertext, if one was written.
+    async fn find_key_check(&self) -> StorageResult<Option<Vec<u8>>>;
+    /// Stores the key check unless one exists; returns whether it stored it,
+    /// so that of two instances starting at once one writes and one verifies.
+    async fn insert_key_check(&self, ciphertext: &[u8], now: chrono::DateTime<chrono::Utc>) -> StorageResult<bool>;
+    /// Replaces the key check only if it still equals `previous`.
+    async fn replace_key_check(
+        &self,
+        previous: &[u8],
+        next: &[u8],
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> StorageResult<bool>;
 }
 
 /// Opens the store named by `database_url` and applies its migrations.

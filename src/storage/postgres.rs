@@ -19,6 +19,8 @@ use uuid::Uuid;
 use super::*;
 use crate::rbac::{Permission, Role};
 
+mod encrypted;
+
 const ENTRY_COLUMNS: &str = "e.id, e.category, e.name, e.title, e.description, e.status, e.version, \
     e.tags, e.metadata, e.sensitive, e.owner_id, e.revision, e.created_at, e.updated_at";
 
@@ -970,6 +972,37 @@ impl Store for PostgresStore {
         .await
         .map_err(classify_postgres)?;
         Ok(())
+    }
+
+    async fn list_encrypted_values(
+        &self,
+        field: EncryptedField,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> StorageResult<Vec<EncryptedValue>> {
+        encrypted::list_values(&self.pool, field, after, limit).await
+    }
+
+    async fn replace_encrypted_value(
+        &self,
+        field: EncryptedField,
+        row_id: Uuid,
+        previous: &[u8],
+        next: &[u8],
+    ) -> StorageResult<bool> {
+        encrypted::replace_value(&self.pool, field, row_id, previous, next).await
+    }
+
+    async fn find_key_check(&self) -> StorageResult<Option<Vec<u8>>> {
+        encrypted::find_key_check(&self.pool).await
+    }
+
+    async fn insert_key_check(&self, ciphertext: &[u8], now: DateTime<Utc>) -> StorageResult<bool> {
+        encrypted::insert_key_check(&self.pool, ciphertext, now).await
+    }
+
+    async fn replace_key_check(&self, previous: &[u8], next: &[u8], now: DateTime<Utc>) -> StorageResult<bool> {
+        encrypted::replace_key_check(&self.pool, previous, next, now).await
     }
 }
 

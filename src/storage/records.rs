@@ -172,3 +172,48 @@ impl std::fmt::Debug for MfaRecord {
             .finish_non_exhaustive()
     }
 }
+
+/// A stored column that contains ciphertext made by the [`crate::crypto::Cipher`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EncryptedField {
+    /// `entries.sensitive`, keyed by entry id.
+    EntrySensitive,
+    /// `user_mfa.secret`, keyed by user id.
+    TotpSecret,
+    /// `user_mfa.pending_secret` (an enrolment not yet confirmed), keyed by user id.
+    TotpPendingSecret,
+}
+
+impl EncryptedField {
+    /// Every encrypted column; a rewrap walks all of them.
+    pub const ALL: [EncryptedField; 3] = [
+        EncryptedField::EntrySensitive,
+        EncryptedField::TotpSecret,
+        EncryptedField::TotpPendingSecret,
+    ];
+
+    /// Returns the table, key column and value column, the same on every backend.
+    pub(crate) fn columns(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            EncryptedField::EntrySensitive => ("entries", "id", "sensitive"),
+            EncryptedField::TotpSecret => ("user_mfa", "user_id", "secret"),
+            EncryptedField::TotpPendingSecret => ("user_mfa", "user_id", "pending_secret"),
+        }
+    }
+
+    /// Returns a name for messages and counts.
+    pub fn name(self) -> &'static str {
+        match self {
+            EncryptedField::EntrySensitive => "entry sensitive values",
+            EncryptedField::TotpSecret => "TOTP secrets",
+            EncryptedField::TotpPendingSecret => "pending TOTP secrets",
+        }
+    }
+}
+
+/// One ciphertext and the id of its row.
+#[derive(Clone)]
+pub struct EncryptedValue {
+    pub row_id: Uuid,
+    pub ciphertext: Vec<u8>,
+}

@@ -19,6 +19,8 @@ use super::time_format::{decode, encode};
 use super::*;
 use crate::rbac::{Permission, Role};
 
+mod encrypted;
+
 const ENTRY_COLUMNS: &str = "e.id, e.category, e.name, e.title, e.description, e.status, e.version, \
     e.tags, e.metadata, e.sensitive, e.owner_id, e.revision, e.created_at, e.updated_at";
 
@@ -56,6 +58,22 @@ impl SqliteStore {
             .await
             .map_err(|error| StorageError::Database(error.into()))?;
         Ok(SqliteStore { pool })
+    }
+
+    /// Writes a consistent copy of the database to `path` with
+    /// `VACUUM INTO`, which reads one snapshot while writers carry on.
+    /// `path` must not exist or must be an empty file; an empty file keeps
+    /// its owner and mode.
+    ///
+    /// # Errors
+    /// Fails when SQLite cannot read the database or write the copy.
+    pub async fn backup_into(&self, path: &std::path::Path) -> StorageResult<()> {
+        sqlx::query("VACUUM INTO ?")
+            .bind(path.to_string_lossy().into_owned())
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(())
     }
 }
 
@@ -852,5 +870,36 @@ impl Store for SqliteStore {
             .map_err(classify)?;
         }
         transaction.commit().await.map_err(classify)
+    }
+
+    async fn list_encrypted_values(
+        &self,
+        field: EncryptedField,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> StorageResult<Vec<EncryptedValue>> {
+        encrypted::list_values(&self.pool, field, after, limit).await
+    }
+
+    async fn replace_encrypted_value(
+        &self,
+        field: EncryptedField,
+        row_id: Uuid,
+        previous: &[u8],
+        next: &[u8],
+    ) -> StorageResult<bool> {
+        encrypted::replace_value(&self.pool, field, row_id, previous, next).await
+    }
+
+    async fn find_key_check(&self) -> StorageResult<Option<Vec<u8>>> {
+        encrypted::find_key_check(&self.pool).await
+    }
+
+    async fn insert_key_check(&self, ciphertext: &[u8], now: DateTime<Utc>) -> StorageResult<bool> {
+        encrypted::insert_key_check(&self.pool, ciphertext, now).await
+    }
+
+    async fn replace_key_check(&self, previous: &[u8], next: &[u8], now: DateTime<Utc>) -> StorageResult<bool> {
+        encrypted::replace_key_check(&self.pool, previous, next, now).await
     }
 }

@@ -3,9 +3,12 @@
 
 mod audit;
 mod audit_durability;
+mod backup;
 mod bad_input;
+mod check_config;
 mod cli;
 mod cluster;
+mod encryption;
 mod entries;
 mod helpers;
 mod http_framing;
@@ -14,6 +17,7 @@ mod keys;
 mod listing;
 mod log_secrets;
 mod login;
+mod perimeter;
 mod permissions;
 mod ratelimit;
 mod search;
