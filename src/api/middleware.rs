@@ -18,6 +18,7 @@ use crate::app::AppState;
 use crate::audit::{AuditEvent, Severity, Status};
 use crate::auth::{AuthError, Principal};
 use crate::ratelimit::{Decision, Limit};
+use crate::tls::ClientCertSubject;
 
 const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 const API_KEY_HEADER: &str = "x-api-key";
@@ -285,6 +286,7 @@ async fn handle(state: AppState, request_id: String, request: &mut Request, next
             .and_then(|key| crate::auth::api_key::parse(key.trim()))
             .map(|parsed| parsed.id),
         acting_user_id: Mutex::new(None),
+        client_cert_subject: request.extensions().get::<ClientCertSubject>().cloned(),
     });
     request.extensions_mut().insert(context.clone());
 
@@ -357,6 +359,7 @@ impl FinishedRequest<'_> {
         event.path = Some(self.path.chars().take(512).collect());
         event.http_status = Some(self.status.as_u16());
         event.request_id = Some(self.context.request_id.clone());
+        event.client_cert_subject = self.context.client_cert_subject.as_ref().map(ToString::to_string);
         event
     }
 }
