@@ -2,6 +2,7 @@
 //! functions as the HTTP API; none of them takes a secret as an argument.
 
 mod audit;
+mod cert;
 mod export;
 mod import;
 mod keys;
@@ -48,6 +49,9 @@ enum Command {
     /// Works with the audit trail.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Makes certificates for trying HTTPS and client certificates locally.
+    #[command(subcommand)]
+    Cert(cert::CertCommand),
 }
 
 /// Parses the command line, runs the command and maps the result to an exit code.
@@ -57,6 +61,7 @@ pub fn main() -> ExitCode {
     // Commands that need no configuration run before it is read.
     match &cli.command {
         Command::Secret(command) => return secret::run(command),
+        Command::Cert(command) => return cert::run(command),
         Command::Audit(audit::AuditCommand::Verify(args)) if args.file.is_some() => return audit::verify(args, None),
         _ => {}
     }
@@ -86,7 +91,7 @@ pub fn main() -> ExitCode {
             Command::Import(args) => import::run(args, &config).await,
             Command::Export(args) => export::run(args, &config).await,
             Command::Audit(audit::AuditCommand::Verify(args)) => Ok(audit::verify(&args, Some(&config))),
-            Command::Secret(_) => Ok(ExitCode::SUCCESS),
+            Command::Secret(_) | Command::Cert(_) => Ok(ExitCode::SUCCESS),
         }
     });
     match result {
