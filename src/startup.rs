@@ -243,7 +243,9 @@ impl Connection {
             over_tls,
             client_cert_subject,
         };
-        let connection = self.watcher.watch(self.builder.serve_connection(TokioIo::new(io), service));
+        let connection = self
+            .watcher
+            .watch(self.builder.serve_connection(TokioIo::new(io), service));
         if let Err(error) = connection.await {
             tracing::debug!(error = %error, "connection closed with an error");
         }

@@ -120,12 +120,15 @@ fn self_signed(args: &SelfSignedArgs) -> anyhow::Result<OutputFiles> {
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     set_validity(&mut ca_params, not_before, not_after);
-    let ca_cert = ca_params.self_signed(&ca_key).context("could not sign the CA certificate")?;
+    let ca_cert = ca_params
+        .self_signed(&ca_key)
+        .context("could not sign the CA certificate")?;
     let issuer = Issuer::new(ca_params, ca_key);
 
     let mut names: Vec<String> = LOCAL_NAMES.iter().map(|name| name.to_string()).collect();
     names.extend(args.hostnames.iter().cloned());
-    let mut server_params = CertificateParams::new(names).context("invalid --hostname: use a DNS name or an IP address")?;
+    let mut server_params =
+        CertificateParams::new(names).context("invalid --hostname: use a DNS name or an IP address")?;
     let common_name = args.hostnames.first().map_or("localhost", String::as_str);
     server_params.distinguished_name = distinguished_name(common_name);
     server_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
@@ -222,8 +225,15 @@ fn print_summary(args: &SelfSignedArgs, files: &OutputFiles) {
     names.extend(args.hostnames.iter().map(String::as_str));
 
     println!("Wrote a development CA and certificates valid for {} days:", args.days);
-    println!("  {}  CA certificate: trust it in clients, e.g. curl --cacert", files.ca.display());
-    println!("  {}  server certificate for {}", files.server_cert.display(), names.join(", "));
+    println!(
+        "  {}  CA certificate: trust it in clients, e.g. curl --cacert",
+        files.ca.display()
+    );
+    println!(
+        "  {}  server certificate for {}",
+        files.server_cert.display(),
+        names.join(", ")
+    );
     println!("  {}  server private key (mode 0600)", files.server_key.display());
     if let Some((cert, key)) = &files.client {
         println!("  {}  client certificate", cert.display());
@@ -255,10 +265,25 @@ mod tests {
 
     #[test]
     fn hostnames_checked() {
-        for good in ["registry.test", "a-b.example.com", "*.example.com", "10.0.0.1", "fd00::1", "localhost"] {
+        for good in [
+            "registry.test",
+            "a-b.example.com",
+            "*.example.com",
+            "10.0.0.1",
+            "fd00::1",
+            "localhost",
+        ] {
             assert!(is_valid_hostname(good), "{good}");
         }
-        for bad in ["", "bad name!", "-a.example.com", "a..b", "a_b.example.com", "*", "example.com/"] {
+        for bad in [
+            "",
+            "bad name!",
+            "-a.example.com",
+            "a..b",
+            "a_b.example.com",
+            "*",
+            "example.com/",
+        ] {
             assert!(!is_valid_hostname(bad), "{bad}");
         }
     }

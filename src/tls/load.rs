@@ -182,7 +182,10 @@ fn client_verifier(
     let mut roots = RootCertStore::empty();
     for certificate in read_certificates("SSL_CLIENT_CA_FILE", ca_file, CLIENT_CA_FIX)? {
         roots.add(certificate).map_err(|error| TlsError::InvalidClientCa {
-            reason: format!("a certificate in {} is not a usable CA certificate: {error}", ca_file.display()),
+            reason: format!(
+                "a certificate in {} is not a usable CA certificate: {error}",
+                ca_file.display()
+            ),
         })?;
     }
 

@@ -18,4 +18,5 @@ mod search;
 mod sessions;
 mod smoke;
 mod storage;
+mod tls;
 mod tokens;
