@@ -93,8 +93,8 @@ impl Application {
         &self.state
     }
 
-    /// The TLS configuration, which tests reload as SIGHUP would; `None` for
-    /// plain HTTP.
+    /// Returns the TLS configuration, so that tests can reload it as SIGHUP
+    /// would. Returns `None` for plain HTTP.
     pub fn tls(&self) -> Option<Arc<ServerTls>> {
         self.tls.clone()
     }
@@ -252,8 +252,8 @@ impl Connection {
     }
 }
 
-/// The per-connection hyper service: adds what only the connection knows
-/// (peer address, client certificate) to each request, and HSTS under TLS.
+/// The per-connection hyper service: adds the connection's peer address and
+/// client certificate to each request, and HSTS to each response under TLS.
 #[derive(Clone)]
 struct ConnectionService {
     router: axum::Router,

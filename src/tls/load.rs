@@ -87,8 +87,8 @@ fn read_file(variable: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
     })
 }
 
-/// Reads every certificate of a PEM file, in file order; other sections
-/// (such as a key in the same file) are skipped.
+/// Reads every certificate of a PEM file, in file order. Other sections,
+/// such as a key in the same file, are skipped.
 fn read_certificates(
     variable: &'static str,
     path: &Path,

@@ -13,11 +13,11 @@ use super::TlsError;
 use crate::config::TlsFiles;
 
 /// How often the certificate, key and client CA files are checked for a
-/// change. Certbot renews by swapping symlinks, which this sees as a new inode.
+/// change. Certbot renews by swapping symlinks, which changes the inode.
 pub const RELOAD_POLL_INTERVAL: Duration = Duration::from_secs(2);
 
-/// What identifies one version of a file: a rewrite in place changes the
-/// modification time or length, and a rename or symlink swap the inode.
+/// The identity of one version of a file. A rewrite in place changes the
+/// modification time or length, and a rename or symlink swap changes the inode.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct FileStamp {
     modified: Option<SystemTime>,

@@ -4,8 +4,8 @@ use std::fmt;
 
 use x509_cert::der::Decode;
 
-/// Longest subject kept, in characters; a longer one is cut, so that one
-/// certificate cannot bloat every audit line of its connection.
+/// Maximum length of a recorded subject, in characters. A longer subject is
+/// cut so that one certificate cannot bloat every audit line of its connection.
 const MAX_SUBJECT_CHARS: usize = 512;
 
 /// The subject of a client certificate that rustls has verified against

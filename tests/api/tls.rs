@@ -149,8 +149,8 @@ async fn tls11_client_hello_rejected() {
     assert_eq!(reply[6], 70, "protocol_version alert: {reply:?}");
 }
 
-/// Writes a PEM private key whose body is valid base64 of bytes that are no
-/// key; returns the body, which must never appear in a message.
+/// Writes a PEM private key whose body is valid base64 but not a key.
+/// Returns the body, which must never appear in a message.
 fn write_corrupt_key(path: &Path) -> String {
     let body = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQDcorruptcorruptcorrupt0123456789";
     std::fs::write(
@@ -340,7 +340,7 @@ async fn hsts_absent_over_plain_http() {
     assert!(response.headers().get("strict-transport-security").is_none());
 }
 
-/// A server with its own certificate and a client CA, as `mode` requires.
+/// Starts a server with its own certificate and `client_ca` in `mode`.
 async fn mtls_server(dir: &Path, client_ca: &TestCa, mode: &str) -> (TlsTestServer, TestCa) {
     let server_ca = TestCa::new("Server CA");
     let (cert, key) = server_ca.server("localhost").write(dir, "server");

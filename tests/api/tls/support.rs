@@ -92,7 +92,7 @@ impl TestCa {
         }
     }
 
-    /// The CA certificate as the only trust anchor of a client.
+    /// Returns the CA certificate as the only trust anchor of a client.
     pub fn roots(&self) -> Vec<CertificateDer<'static>> {
         vec![self.der.clone()]
     }
@@ -152,7 +152,7 @@ fn name_of(common_name: &str, organization: &str) -> DistinguishedName {
     name
 }
 
-/// The configuration variables of a test server, plus `overrides`.
+/// Returns the configuration variables of a test server, plus `overrides`.
 pub fn server_vars(data_dir: &Path, bind_address: &str, overrides: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut vars: Vec<(String, String)> = vec![
         ("BIND_ADDRESS".into(), bind_address.into()),
@@ -233,7 +233,7 @@ impl TlsTestServer {
     }
 }
 
-/// A client that trusts `roots` and presents `identity` when given.
+/// Builds a client that trusts `roots` and presents `identity` when given.
 pub fn client_config(
     roots: &[CertificateDer<'static>],
     identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
@@ -254,8 +254,8 @@ pub fn client_config(
     Arc::new(config)
 }
 
-/// A client that trusts `roots` but checks validity dates at `at`, to talk
-/// to a server whose certificate has expired.
+/// Builds a client that trusts `roots` but checks validity dates at `at`,
+/// to talk to a server whose certificate has expired.
 pub fn client_config_at(roots: &[CertificateDer<'static>], at: OffsetDateTime) -> Arc<ClientConfig> {
     let mut store = RootCertStore::empty();
     for root in roots {
@@ -329,7 +329,7 @@ pub async fn connect(address: SocketAddr, config: Arc<ClientConfig>) -> io::Resu
     TlsConnector::from(config).connect(name, tcp).await
 }
 
-/// The certificates that the server sent on `stream`, leaf first.
+/// Returns the certificates that the server sent on `stream`, leaf first.
 pub fn served_chain(stream: &TlsStream<TcpStream>) -> Vec<CertificateDer<'static>> {
     stream
         .get_ref()
@@ -456,7 +456,7 @@ impl ServerProcess {
         }
     }
 
-    /// Waits up to 60 s until `/health` answers over TLS; returns the
+    /// Waits up to 60 s until `/health` returns 200 over TLS. Returns the
     /// certificate served.
     pub async fn wait_until_serving(&mut self, config: Arc<ClientConfig>) -> CertificateDer<'static> {
         for _ in 0..600 {
