@@ -478,9 +478,13 @@ impl ServerProcess {
 
     /// Stops the process with SIGTERM and returns what it wrote to standard error.
     pub fn stop_and_read_stderr(mut self) -> String {
-        let _ = Command::new("kill")
+        let terminated = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
-            .status();
+            .status()
+            .is_ok_and(|status| status.success());
+        if !terminated {
+            let _ = self.child.kill();
+        }
         let mut stderr = String::new();
         if let Some(mut pipe) = self.child.stderr.take() {
             use std::io::Read;
