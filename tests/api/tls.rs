@@ -528,6 +528,67 @@ async fn reload_if_changed_detects_replacement() {
     assert_eq!(served_chain(&stream)[0], second.der);
 }
 
+#[cfg(unix)]
+#[tokio::test]
+async fn symlink_swap_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("Symlink CA");
+    let archive = dir.path().join("archive");
+    let live = dir.path().join("live");
+    std::fs::create_dir_all(&archive).unwrap();
+    std::fs::create_dir_all(&live).unwrap();
+    let first = ca.server("first");
+    let second = ca.server("second");
+    first.write(&archive, "cert1");
+    second.write(&archive, "cert2");
+    let link = |name: &str, target: &str| {
+        let staging = live.join(format!("{name}.tmp"));
+        std::os::unix::fs::symlink(archive.join(target), &staging).unwrap();
+        std::fs::rename(&staging, live.join(name)).unwrap();
+    };
+    link("fullchain.pem", "cert1.pem");
+    link("privkey.pem", "cert1.key");
+    let cert = live.join("fullchain.pem");
+    let key = live.join("privkey.pem");
+    let server = TlsTestServer::spawn(&[("SSL_CERT_FILE", path_str(&cert)), ("SSL_KEY_FILE", path_str(&key))]).await;
+
+    // As certbot renews: the links now point at the new files.
+    link("fullchain.pem", "cert2.pem");
+    link("privkey.pem", "cert2.key");
+    let swapped = server.tls.reload_if_changed();
+    let stream = connect(server.address, client_config(&ca.roots(), None, BOTH_VERSIONS))
+        .await
+        .expect("connection");
+
+    assert!(matches!(swapped, Some(Ok(()))), "the swap is seen and loaded");
+    assert_eq!(served_chain(&stream)[0], second.der);
+}
+
+#[tokio::test]
+async fn file_change_reloads_without_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("Watch CA");
+    let second = ca.server("second");
+    let (cert, key) = ca.server("first").write(dir.path(), "server");
+    let server = TlsTestServer::spawn(&[("SSL_CERT_FILE", path_str(&cert)), ("SSL_KEY_FILE", path_str(&key))]).await;
+    let config = client_config(&ca.roots(), None, BOTH_VERSIONS);
+
+    replace_file(&key, &second.key_pem);
+    replace_file(&cert, &second.cert_pem);
+    // The reloader polls every RELOAD_POLL_INTERVAL (2 s); allow three polls.
+    let mut served = None;
+    for _ in 0..60 {
+        let stream = connect(server.address, config.clone()).await.expect("connection");
+        served = Some(served_chain(&stream).remove(0));
+        if served.as_ref() == Some(&second.der) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    assert_eq!(served, Some(second.der), "the new certificate within 6 s");
+}
+
 #[tokio::test]
 async fn broken_replacement_keeps_old_certificate() {
     let dir = tempfile::tempdir().unwrap();
