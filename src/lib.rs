@@ -34,3 +34,4 @@ pub mod registry;
 pub mod startup;
 pub mod storage;
 pub mod telemetry;
+pub mod tls;

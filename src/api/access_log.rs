@@ -35,6 +35,7 @@ impl FinishedRequest<'_> {
         event.path = Some(self.path.chars().take(512).collect());
         event.http_status = Some(self.status.as_u16());
         event.request_id = Some(self.context.request_id.clone());
+        event.client_cert_subject = self.context.client_cert_subject.as_ref().map(ToString::to_string);
         event
     }
 
@@ -44,6 +45,7 @@ impl FinishedRequest<'_> {
         event.request_id = Some(self.context.request_id.clone());
         event.user_id = self.context.audit_user_id();
         event.api_key_id = self.context.presented_api_key_id.clone();
+        event.client_cert_subject = self.context.client_cert_subject.as_ref().map(ToString::to_string);
         event
     }
 }

@@ -8,6 +8,7 @@ use super::error::{ApiError, ApiResult};
 use crate::app::AppState;
 use crate::audit::{AuditEvent, Severity, Status};
 use crate::auth::{AuthError, Principal};
+use crate::tls::ClientCertSubject;
 
 /// Created by the middleware for each request and placed in its extensions.
 pub struct RequestContext {
@@ -21,6 +22,8 @@ pub struct RequestContext {
     /// Set by handlers that act on behalf of someone other than the
     /// authenticated principal (the login handler, for the user it signs in).
     pub acting_user_id: Mutex<Option<String>>,
+    /// The verified client certificate of the connection, under mutual TLS.
+    pub client_cert_subject: Option<ClientCertSubject>,
 }
 
 pub type SharedContext = Arc<RequestContext>;
@@ -51,6 +54,7 @@ impl RequestContext {
         let mut event = AuditEvent::new(state.clock.now(), event_type, event_type, status, severity);
         event.client_ip = Some(self.client_ip.to_string());
         event.request_id = Some(self.request_id.clone());
+        event.client_cert_subject = self.client_cert_subject.as_ref().map(ToString::to_string);
         event
     }
 }

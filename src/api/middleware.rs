@@ -19,6 +19,7 @@ use crate::app::AppState;
 use crate::audit::{Severity, Status};
 use crate::auth::{AuthError, Principal};
 use crate::ratelimit::{Decision, Limit};
+use crate::tls::ClientCertSubject;
 
 const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 const API_KEY_HEADER: &str = "x-api-key";
@@ -307,6 +308,7 @@ async fn handle(state: AppState, request_id: String, request: &mut Request, next
             .and_then(|key| crate::auth::api_key::parse(key.trim()))
             .map(|parsed| parsed.id),
         acting_user_id: Mutex::new(None),
+        client_cert_subject: request.extensions().get::<ClientCertSubject>().cloned(),
     });
     request.extensions_mut().insert(context.clone());
 

@@ -3,6 +3,7 @@
 
 mod audit;
 mod backup;
+mod cert;
 mod check_config;
 mod encryption;
 mod export;
@@ -66,6 +67,9 @@ enum Command {
     CheckConfig,
     /// Copies the SQLite database to a new file while the server runs.
     Backup(backup::BackupArgs),
+    /// Makes certificates for trying HTTPS and client certificates locally.
+    #[command(subcommand)]
+    Cert(cert::CertCommand),
 }
 
 /// Parses the command line, runs the command and maps the result to an exit code.
@@ -78,6 +82,7 @@ pub fn main() -> ExitCode {
         // Reads the configuration itself, so that production refusals
         // become report lines instead of stopping it.
         Command::CheckConfig => return check_config::run(),
+        Command::Cert(command) => return cert::run(command),
         Command::Audit(audit::AuditCommand::Verify(args)) if args.file.is_some() => return audit::verify(args, None),
         _ => {}
     }
@@ -111,7 +116,7 @@ pub fn main() -> ExitCode {
             Command::Logging(command) => incident::logging(command, &config).await,
             Command::Encryption(command) => encryption::run(command, &config).await,
             Command::Backup(args) => backup::run(args, &config).await,
-            Command::Secret(_) | Command::CheckConfig => Ok(ExitCode::SUCCESS),
+            Command::Secret(_) | Command::CheckConfig | Command::Cert(_) => Ok(ExitCode::SUCCESS),
         }
     });
     match result {

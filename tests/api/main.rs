@@ -24,4 +24,5 @@ mod search;
 mod sessions;
 mod smoke;
 mod storage;
+mod tls;
 mod tokens;
