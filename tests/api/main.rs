@@ -5,6 +5,7 @@ mod audit;
 mod bad_input;
 mod cli;
 mod cluster;
+mod detectors;
 mod entries;
 mod helpers;
 mod http_framing;
