@@ -1,6 +1,7 @@
 //! Integration tests: each test starts the real server on a random port with
 //! its own SQLite file and talks HTTP to it.
 
+mod alerts;
 mod audit;
 mod bad_input;
 mod cli;
