@@ -10,6 +10,7 @@ mod detectors;
 mod entries;
 mod helpers;
 mod http_framing;
+mod incident;
 mod import_export;
 mod keys;
 mod listing;
