@@ -14,6 +14,7 @@ mod incident;
 mod import_export;
 mod keys;
 mod listing;
+mod metrics;
 mod login;
 mod permissions;
 mod ratelimit;
