@@ -22,6 +22,7 @@ const DELIVERY_WAIT: Duration = Duration::from_secs(10);
 /// One request as the receiver got it.
 #[derive(Clone)]
 struct Received {
+    path: String,
     timestamp: Option<String>,
     signature: Option<String>,
     body: Vec<u8>,
@@ -55,6 +56,7 @@ impl Receiver {
         let address = listener.local_addr().expect("receiver address");
         let router = axum::Router::new()
             .route("/hook", axum::routing::post(receive))
+            .route("/elsewhere", axum::routing::post(receive))
             .with_state(state.clone());
         tokio::spawn(async move {
             axum::serve(listener, router).await.expect("receiver runs");
@@ -80,7 +82,14 @@ impl Receiver {
     }
 }
 
-async fn receive(State(state): State<ReceiverState>, headers: HeaderMap, body: Bytes) -> StatusCode {
+/// Records the request and answers the next scripted status; a redirect
+/// points to `/elsewhere` on the same receiver.
+async fn receive(
+    State(state): State<ReceiverState>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> axum::response::Response {
     let header = |name: &str| {
         headers
             .get(name)
@@ -88,12 +97,22 @@ async fn receive(State(state): State<ReceiverState>, headers: HeaderMap, body: B
             .map(str::to_string)
     };
     state.received.lock().unwrap().push(Received {
+        path: uri.path().to_string(),
         timestamp: header("x-hyper-registry-timestamp"),
         signature: header("x-hyper-registry-signature"),
         body: body.to_vec(),
         at: Instant::now(),
     });
-    state.script.lock().unwrap().pop_front().unwrap_or(StatusCode::OK)
+    let status = state.script.lock().unwrap().pop_front().unwrap_or(StatusCode::OK);
+    let mut response = axum::response::Response::new(axum::body::Body::empty());
+    *response.status_mut() = status;
+    if status.is_redirection() {
+        response.headers_mut().insert(
+            axum::http::header::LOCATION,
+            axum::http::HeaderValue::from_static("/elsewhere"),
+        );
+    }
+    response
 }
 
 /// Checks `sha256=<hex>` against HMAC-SHA256 under `secret` of `<timestamp>.<body>`.
@@ -278,4 +297,78 @@ async fn unreachable_webhook_never_delays_requests() {
         None,
         "nothing was delivered"
     );
+}
+
+/// Waits until the `outcome` counter of alert deliveries reaches `at_least`
+/// on the metrics listener; returns the whole text.
+async fn wait_for_outcome(metrics_port: u16, outcome: &str, at_least: f64) -> String {
+    let series = format!("hyper_registry_alert_deliveries_total{{outcome=\"{outcome}\"}}");
+    poll_until(DELIVERY_WAIT, || async {
+        let text = scrape_metrics(metrics_port).await;
+        metric_value(&text, &series).filter(|count| *count >= at_least).map(|_| text)
+    })
+    .await
+    .unwrap_or_else(|| panic!("{series} reaches {at_least} within {DELIVERY_WAIT:?}"))
+}
+
+#[tokio::test]
+async fn rejecting_receiver_not_retried() {
+    // (the receiver's answer, why it is final)
+    let cases = [
+        (StatusCode::BAD_REQUEST, "a client error will not change on retry"),
+        (StatusCode::TEMPORARY_REDIRECT, "a redirect is not followed"),
+    ];
+
+    for (status, why) in cases {
+        let receiver = Receiver::start(&[status]).await;
+        let metrics_port = free_port();
+        let metrics_address = format!("127.0.0.1:{metrics_port}");
+        let app = spawn_alerting(&receiver.url, &[("METRICS_ADDRESS", &metrics_address)]).await;
+
+        record_event(&app, "critical", "answered with a final status").await;
+
+        let text = wait_for_outcome(metrics_port, "abandoned", 1.0).await;
+        assert_eq!(
+            metric_value(&text, "hyper_registry_alert_deliveries_total{outcome=\"failed_attempt\"}"),
+            Some(1.0),
+            "{status}: one attempt, because {why}"
+        );
+        let paths: Vec<String> = receiver.received().iter().map(|r| r.path.clone()).collect();
+        assert_eq!(paths, vec!["/hook".to_string()], "{status}: {why}");
+        app.stop().await;
+    }
+}
+
+#[test]
+fn bad_alert_settings_stop_start_up() {
+    // (variables, the variable named, text that must not be echoed)
+    let cases: [(&[(&str, &str)], &str, Option<&str>); 4] = [
+        (
+            &[("ALERT_WEBHOOK_URL", "ftp://hook-token-5f1e@alerts.example")],
+            "ALERT_WEBHOOK_URL",
+            Some("hook-token-5f1e"),
+        ),
+        (&[("ALERT_WEBHOOK_SECRET", SECRET)], "ALERT_WEBHOOK_SECRET", Some(SECRET)),
+        (&[("ALERT_MIN_SEVERITY", "urgent")], "ALERT_MIN_SEVERITY", None),
+        (&[("DETECTOR_FAILED_LOGINS", "0")], "DETECTOR_FAILED_LOGINS", None),
+    ];
+
+    for (extra, variable, hidden) in cases {
+        let mut vars = vec![
+            ("DATA_DIR".to_string(), "/nonexistent".to_string()),
+            ("JWT_SECRET_KEY".to_string(), crate::helpers::JWT_SECRET.to_string()),
+        ];
+        vars.extend(extra.iter().map(|(name, value)| (name.to_string(), value.to_string())));
+
+        let error = hyper_registry::config::Config::from_vars(vars)
+            .err()
+            .unwrap_or_else(|| panic!("{variable}: start-up stops"))
+            .to_string();
+
+        assert!(error.contains(variable), "names {variable}: {error}");
+        assert!(error.contains("Fix:"), "says how to fix it: {error}");
+        if let Some(hidden) = hidden {
+            assert!(!error.contains(hidden), "does not echo the value: {error}");
+        }
+    }
 }

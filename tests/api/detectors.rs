@@ -96,6 +96,36 @@ async fn failed_logins_from_address_alarm_once_per_window() {
 }
 
 #[tokio::test]
+async fn configured_threshold_and_window_honored() {
+    let app = TestApp::spawn_with(&[
+        QUIET_LOGIN_LIMITS[0],
+        QUIET_LOGIN_LIMITS[1],
+        ("DETECTOR_FAILED_LOGINS", "3"),
+        ("DETECTOR_WINDOW_MINUTES", "1"),
+    ])
+    .await;
+
+    fail_unknown_logins(&app, "a", 2).await;
+    assert!(alarms(&app, "brute_force_suspected").await.is_empty(), "2 stay below 3");
+    fail_unknown_logins(&app, "b", 1).await;
+    let first = alarms(&app, "brute_force_suspected").await;
+    assert_eq!(first.len(), 1, "the third failure raises: {first:?}");
+    assert!(
+        first[0]["description"].as_str().unwrap_or("").starts_with("3 failed logins"),
+        "the description gives the threshold: {}",
+        first[0]
+    );
+
+    app.clock.advance(Duration::minutes(2));
+    fail_unknown_logins(&app, "c", 3).await;
+    assert_eq!(
+        alarms(&app, "brute_force_suspected").await.len(),
+        2,
+        "a 1-minute window ends after 2 minutes"
+    );
+}
+
+#[tokio::test]
 async fn failed_logins_against_account_alarm_once_per_window() {
     let app = TestApp::spawn_with(&QUIET_LOGIN_LIMITS).await;
     let (target_id, _) = app.create_user("target", &["viewer"]).await;

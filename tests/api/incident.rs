@@ -47,7 +47,12 @@ fn assert_held(response: &Response, who: &str) {
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse().ok())
         .unwrap_or_else(|| panic!("{who}'s 429 has a numeric Retry-After"));
-    assert!(retry_after >= 1, "{who} is told to wait at least a second");
+    assert!(
+        (1..=60).contains(&retry_after),
+        "{who} waits 1 to 60 seconds at 1 request a minute: {retry_after}"
+    );
+    let limit = response.headers().get("x-ratelimit-limit").and_then(|v| v.to_str().ok());
+    assert_eq!(limit, Some("1"), "{who} sees the emergency limit");
 }
 
 /// Creates a viewer and, for it, an API key with `read` only; returns the
