@@ -232,6 +232,9 @@ mod tests {
 
         let tracked = detector.windows.lock().unwrap().len();
         assert!(tracked <= MAX_SUBJECTS, "{tracked} subjects tracked");
-        assert!(tracked >= MAX_SUBJECTS * 8 / 10, "only the oldest were dropped: {tracked}");
+        assert!(
+            tracked >= MAX_SUBJECTS * 8 / 10,
+            "only the oldest were dropped: {tracked}"
+        );
     }
 }

@@ -54,11 +54,17 @@ async fn fail_logins_as(app: &TestApp, username: &str, count: usize) {
 }
 
 fn by_address(alarm: &&Value) -> bool {
-    alarm["description"].as_str().unwrap_or("").contains("from address 127.0.0.1")
+    alarm["description"]
+        .as_str()
+        .unwrap_or("")
+        .contains("from address 127.0.0.1")
 }
 
 fn by_account(alarm: &&Value) -> bool {
-    alarm["description"].as_str().unwrap_or("").contains("against one account")
+    alarm["description"]
+        .as_str()
+        .unwrap_or("")
+        .contains("against one account")
 }
 
 async fn key_request(app: &TestApp, key: &str) -> Response {
@@ -111,7 +117,10 @@ async fn configured_threshold_and_window_honored() {
     let first = alarms(&app, "brute_force_suspected").await;
     assert_eq!(first.len(), 1, "the third failure raises: {first:?}");
     assert!(
-        first[0]["description"].as_str().unwrap_or("").starts_with("3 failed logins"),
+        first[0]["description"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("3 failed logins"),
         "the description gives the threshold: {}",
         first[0]
     );
@@ -136,7 +145,11 @@ async fn failed_logins_against_account_alarm_once_per_window() {
     fail_logins_as(&app, "target", 15).await;
 
     let first = alarms(&app, "brute_force_suspected").await;
-    assert_eq!(first.iter().filter(by_address).count(), 1, "one address alarm: {first:?}");
+    assert_eq!(
+        first.iter().filter(by_address).count(),
+        1,
+        "one address alarm: {first:?}"
+    );
     let account: Vec<&Value> = first.iter().filter(by_account).collect();
     assert_eq!(account.len(), 1, "15 failures raise one account alarm: {first:?}");
     assert_eq!(account[0]["severity"], "critical");
@@ -171,7 +184,11 @@ async fn deny_entry_creation(app: &TestApp, viewer_token: &str, count: usize) {
                 &json!({"name": "forbidden", "category": "test"}),
             )
             .await;
-        assert_eq!(response.status(), StatusCode::FORBIDDEN, "a viewer cannot create entries");
+        assert_eq!(
+            response.status(),
+            StatusCode::FORBIDDEN,
+            "a viewer cannot create entries"
+        );
     }
 }
 
@@ -214,14 +231,13 @@ async fn anonymous_requests(app: &TestApp, count: usize) -> usize {
 
 #[tokio::test]
 async fn rate_limit_rejections_alarm_once_per_window() {
-    let app = TestApp::spawn_with(&[
-        ("RATE_LIMIT_PER_MINUTE", "1"),
-        ("DETECTOR_RATE_LIMIT_REJECTIONS", "5"),
-    ])
-    .await;
+    let app = TestApp::spawn_with(&[("RATE_LIMIT_PER_MINUTE", "1"), ("DETECTOR_RATE_LIMIT_REJECTIONS", "5")]).await;
 
     assert_eq!(anonymous_requests(&app, 5).await, 4, "one request a minute is served");
-    assert!(alarms(&app, "rate_limit_abuse").await.is_empty(), "4 rejections stay below 5");
+    assert!(
+        alarms(&app, "rate_limit_abuse").await.is_empty(),
+        "4 rejections stay below 5"
+    );
 
     assert_eq!(anonymous_requests(&app, 10).await, 10);
     let first = alarms(&app, "rate_limit_abuse").await;
@@ -230,8 +246,16 @@ async fn rate_limit_rejections_alarm_once_per_window() {
     assert_eq!(first[0]["client_ip"], "127.0.0.1");
 
     app.clock.advance(next_window());
-    assert_eq!(anonymous_requests(&app, 6).await, 5, "the bucket refilled to its burst of 1");
-    assert_eq!(alarms(&app, "rate_limit_abuse").await.len(), 2, "the next window raises again");
+    assert_eq!(
+        anonymous_requests(&app, 6).await,
+        5,
+        "the bucket refilled to its burst of 1"
+    );
+    assert_eq!(
+        alarms(&app, "rate_limit_abuse").await.len(),
+        2,
+        "the next window raises again"
+    );
 }
 
 #[tokio::test]
@@ -239,7 +263,10 @@ async fn rate_limit_abuse_at_default_threshold() {
     let app = TestApp::spawn_with(&[("RATE_LIMIT_PER_MINUTE", "1")]).await;
 
     assert_eq!(anonymous_requests(&app, 50).await, 49);
-    assert!(alarms(&app, "rate_limit_abuse").await.is_empty(), "49 rejections stay below 50");
+    assert!(
+        alarms(&app, "rate_limit_abuse").await.is_empty(),
+        "49 rejections stay below 50"
+    );
 
     assert_eq!(anonymous_requests(&app, 20).await, 20);
     let raised = alarms(&app, "rate_limit_abuse").await;
@@ -278,8 +305,15 @@ async fn refresh_token_reuse_raises_high_event() {
     let stolen = login["refresh_token"].as_str().expect("refresh token").to_string();
 
     assert_eq!(refresh(&app, &stolen).await, StatusCode::OK, "first use rotates");
-    assert!(alarms(&app, "refresh_token_reused").await.is_empty(), "a rotation is no reuse");
-    assert_eq!(refresh(&app, &stolen).await, StatusCode::UNAUTHORIZED, "second use is rejected");
+    assert!(
+        alarms(&app, "refresh_token_reused").await.is_empty(),
+        "a rotation is no reuse"
+    );
+    assert_eq!(
+        refresh(&app, &stolen).await,
+        StatusCode::UNAUTHORIZED,
+        "second use is rejected"
+    );
 
     let reused = alarms(&app, "refresh_token_reused").await;
     assert_eq!(reused.len(), 1, "one event for one reuse: {reused:?}");
@@ -300,7 +334,11 @@ async fn revoked_key_alarm_once_per_key_per_window() {
     let key = created["key"].as_str().expect("key").to_string();
     let key_id = created["id"].as_str().expect("key id").to_string();
     let revoked = app
-        .request(Method::DELETE, &format!("/api/v1/keys/{key_id}"), Some(&app.admin_token))
+        .request(
+            Method::DELETE,
+            &format!("/api/v1/keys/{key_id}"),
+            Some(&app.admin_token),
+        )
         .send()
         .await
         .expect("revocation sent");
@@ -328,7 +366,11 @@ async fn revoked_key_alarm_once_per_key_per_window() {
 async fn send_invalid_keys(app: &TestApp, count: usize) {
     for i in 0..count {
         let response = key_request(app, &format!("hrk_{i:012}_not-a-key")).await;
-        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "invalid key {i} is rejected");
+        assert_eq!(
+            response.status(),
+            StatusCode::UNAUTHORIZED,
+            "invalid key {i} is rejected"
+        );
     }
 }
 
@@ -346,7 +388,11 @@ async fn invalid_key_burst_alarm_once_per_window() {
 
     app.clock.advance(next_window());
     send_invalid_keys(&app, 20).await;
-    assert_eq!(alarms(&app, "api_key_burst").await.len(), 2, "the next window raises again");
+    assert_eq!(
+        alarms(&app, "api_key_burst").await.len(),
+        2,
+        "the next window raises again"
+    );
 }
 
 /// Runs the real `grep` with `pattern` on `path` and returns the lines it printed.
@@ -357,7 +403,10 @@ fn grep(pattern: &str, path: &std::path::Path) -> Vec<String> {
         .arg(path)
         .output()
         .expect("grep runs");
-    assert!(output.status.code().is_some_and(|code| code <= 1), "grep failed: {output:?}");
+    assert!(
+        output.status.code().is_some_and(|code| code <= 1),
+        "grep failed: {output:?}"
+    );
     String::from_utf8(output.stdout)
         .expect("grep output is UTF-8")
         .lines()
@@ -371,7 +420,11 @@ async fn grep_finds_exactly_matching_events() {
     let (user_id, user_token) = app.create_user("grepped", &["viewer"]).await;
     fail_logins_as(&app, "grepped", 10).await;
     let denied = app
-        .post_json("/api/v1/registry/entries", &user_token, &json!({"name": "x", "category": "y"}))
+        .post_json(
+            "/api/v1/registry/entries",
+            &user_token,
+            &json!({"name": "x", "category": "y"}),
+        )
         .await;
     assert_eq!(denied.status(), StatusCode::FORBIDDEN);
     let missing = app.get("/api/v1/registry/entries/no-such-entry", &user_token).await;
@@ -395,7 +448,14 @@ async fn grep_finds_exactly_matching_events() {
             .filter(|(_, event)| event[field] == value)
             .map(|(line, _)| line.clone())
             .collect();
-        assert!(!expected.is_empty(), "the scenario produced events with {field} {value}");
-        assert_eq!(grep(&pattern, &path), expected, "grep '{pattern}' finds exactly those events");
+        assert!(
+            !expected.is_empty(),
+            "the scenario produced events with {field} {value}"
+        );
+        assert_eq!(
+            grep(&pattern, &path),
+            expected,
+            "grep '{pattern}' finds exactly those events"
+        );
     }
 }

@@ -35,7 +35,10 @@ async fn me_with_key(app: &TestApp, key: &str) -> Response {
 }
 
 async fn anonymous(app: &TestApp) -> Response {
-    app.request(Method::GET, "/auth/me", None).send().await.expect("request sent")
+    app.request(Method::GET, "/auth/me", None)
+        .send()
+        .await
+        .expect("request sent")
 }
 
 /// Asserts that `response` is a 429 with a positive `Retry-After`.
@@ -51,7 +54,10 @@ fn assert_held(response: &Response, who: &str) {
         (1..=60).contains(&retry_after),
         "{who} waits 1 to 60 seconds at 1 request a minute: {retry_after}"
     );
-    let limit = response.headers().get("x-ratelimit-limit").and_then(|v| v.to_str().ok());
+    let limit = response
+        .headers()
+        .get("x-ratelimit-limit")
+        .and_then(|v| v.to_str().ok());
     assert_eq!(limit, Some("1"), "{who} sees the emergency limit");
 }
 
@@ -81,12 +87,24 @@ async fn emergency_holds_clients_without_security_admin() {
     let app = TestApp::spawn().await;
     let (_, viewer_token, key) = viewer_with_key(&app).await;
 
-    let started = start_emergency(&app, &json!({"rate_limit_per_minute": 1, "reason": "credential stuffing"})).await;
+    let started = start_emergency(
+        &app,
+        &json!({"rate_limit_per_minute": 1, "reason": "credential stuffing"}),
+    )
+    .await;
     assert_eq!(started.status(), StatusCode::OK);
 
-    assert_eq!(app.get("/auth/me", &viewer_token).await.status(), StatusCode::OK, "viewer's first request");
+    assert_eq!(
+        app.get("/auth/me", &viewer_token).await.status(),
+        StatusCode::OK,
+        "viewer's first request"
+    );
     assert_held(&app.get("/auth/me", &viewer_token).await, "the viewer");
-    assert_eq!(me_with_key(&app, &key).await.status(), StatusCode::OK, "key's first request");
+    assert_eq!(
+        me_with_key(&app, &key).await.status(),
+        StatusCode::OK,
+        "key's first request"
+    );
     assert_held(&me_with_key(&app, &key).await, "the API key");
     assert_eq!(
         anonymous(&app).await.status(),
@@ -155,11 +173,23 @@ async fn emergency_bad_bodies_rejected() {
         ("rate 0", json!({"rate_limit_per_minute": 0, "reason": "r"})),
         ("empty reason", json!({"rate_limit_per_minute": 1, "reason": ""})),
         ("missing reason", json!({"rate_limit_per_minute": 1})),
-        ("unknown field", json!({"rate_limit_per_minute": 1, "reason": "r", "scope": "all"})),
-        ("duration too long", json!({"rate_limit_per_minute": 1, "reason": "r", "duration_minutes": 10081})),
-        ("duration 0", json!({"rate_limit_per_minute": 1, "reason": "r", "duration_minutes": 0})),
+        (
+            "unknown field",
+            json!({"rate_limit_per_minute": 1, "reason": "r", "scope": "all"}),
+        ),
+        (
+            "duration too long",
+            json!({"rate_limit_per_minute": 1, "reason": "r", "duration_minutes": 10081}),
+        ),
+        (
+            "duration 0",
+            json!({"rate_limit_per_minute": 1, "reason": "r", "duration_minutes": 0}),
+        ),
         ("negative rate", json!({"rate_limit_per_minute": -1, "reason": "r"})),
-        ("control character", json!({"rate_limit_per_minute": 1, "reason": "a\u{7}b"})),
+        (
+            "control character",
+            json!({"rate_limit_per_minute": 1, "reason": "a\u{7}b"}),
+        ),
     ];
 
     for (case, body) in cases {
@@ -180,7 +210,11 @@ async fn incident_controls_need_security_admin() {
     let (_, viewer_token) = app.create_user("curious-viewer", &["viewer"]).await;
     let cases = [
         (Method::GET, EMERGENCY, None),
-        (Method::POST, EMERGENCY, Some(json!({"rate_limit_per_minute": 1, "reason": "r"}))),
+        (
+            Method::POST,
+            EMERGENCY,
+            Some(json!({"rate_limit_per_minute": 1, "reason": "r"})),
+        ),
         (Method::DELETE, EMERGENCY, None),
         (Method::GET, LOGGING, None),
         (Method::PUT, LOGGING, Some(json!({"level": "debug"}))),
@@ -248,7 +282,12 @@ async fn log_level_changed_at_run_time() {
 async fn operator_event_recorded() {
     let app = TestApp::spawn().await;
     let (viewer_id, _) = app.create_user("compromised", &["viewer"]).await;
-    let me: Value = app.get("/auth/me", &app.admin_token).await.json().await.expect("me body");
+    let me: Value = app
+        .get("/auth/me", &app.admin_token)
+        .await
+        .json()
+        .await
+        .expect("me body");
     let admin_id = me["id"].as_str().expect("admin id").to_string();
 
     let response = app
@@ -273,9 +312,16 @@ async fn operator_event_recorded() {
         .expect("the event is in the file");
     assert_eq!(recorded["event_type"], "api_key_compromised");
     assert_eq!(recorded["severity"], "high");
-    assert_eq!(recorded["user_id"], viewer_id.as_str(), "the event names the user it is about");
+    assert_eq!(
+        recorded["user_id"],
+        viewer_id.as_str(),
+        "the event names the user it is about"
+    );
     let description = recorded["description"].as_str().unwrap_or("");
-    assert!(description.starts_with("key revoked due to compromise"), "{description}");
+    assert!(
+        description.starts_with("key revoked due to compromise"),
+        "{description}"
+    );
     assert!(description.contains(&admin_id), "the operator is named: {description}");
 }
 
@@ -283,12 +329,27 @@ async fn operator_event_recorded() {
 async fn operator_event_bad_input_rejected() {
     let app = TestApp::spawn().await;
     let cases = [
-        ("upper-case type", json!({"event_type": "Incident", "severity": "low", "description": "d"})),
-        ("empty type", json!({"event_type": "", "severity": "low", "description": "d"})),
-        ("unknown severity", json!({"event_type": "note", "severity": "urgent", "description": "d"})),
-        ("empty description", json!({"event_type": "note", "severity": "low", "description": ""})),
+        (
+            "upper-case type",
+            json!({"event_type": "Incident", "severity": "low", "description": "d"}),
+        ),
+        (
+            "empty type",
+            json!({"event_type": "", "severity": "low", "description": "d"}),
+        ),
+        (
+            "unknown severity",
+            json!({"event_type": "note", "severity": "urgent", "description": "d"}),
+        ),
+        (
+            "empty description",
+            json!({"event_type": "note", "severity": "low", "description": ""}),
+        ),
         ("missing severity", json!({"event_type": "note", "description": "d"})),
-        ("unknown field", json!({"event_type": "note", "severity": "low", "description": "d", "x": 1})),
+        (
+            "unknown field",
+            json!({"event_type": "note", "severity": "low", "description": "d", "x": 1}),
+        ),
     ];
 
     for (case, body) in cases {
@@ -328,7 +389,10 @@ async fn wait_for_emergency(app: &TestApp, expected: bool) {
         (emergency_state(app).await["active"] == expected).then_some(())
     })
     .await;
-    assert!(seen.is_some(), "the server sees active = {expected} within {SETTINGS_WAIT:?}");
+    assert!(
+        seen.is_some(),
+        "the server sees active = {expected} within {SETTINGS_WAIT:?}"
+    );
 }
 
 #[tokio::test]
@@ -338,7 +402,14 @@ async fn cli_emergency_reaches_running_server() {
 
     cli(
         &app,
-        &["emergency", "start", "--rate-limit-per-minute", "1", "--reason", "paged at night"],
+        &[
+            "emergency",
+            "start",
+            "--rate-limit-per-minute",
+            "1",
+            "--reason",
+            "paged at night",
+        ],
     );
     wait_for_emergency(&app, true).await;
     assert_eq!(emergency_state(&app).await["reason"], "paged at night");
@@ -406,7 +477,9 @@ async fn cli_audit_record_then_query() {
         "the query finds the note: {printed:?}"
     );
     assert!(
-        printed.iter().all(|event| event["severity"] == "high" || event["severity"] == "critical"),
+        printed
+            .iter()
+            .all(|event| event["severity"] == "high" || event["severity"] == "critical"),
         "only high and above: {printed:?}"
     );
 

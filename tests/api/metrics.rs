@@ -51,7 +51,11 @@ async fn metrics_listener_exports_request_and_audit_metrics() {
     let text = scrape_metrics(port).await;
 
     let me_ok = r#"hyper_registry_http_requests_total{method="GET",route="/auth/me",status="200"}"#;
-    assert_eq!(metric_value(&text, me_ok), Some(4.0), "three admin requests and one key request");
+    assert_eq!(
+        metric_value(&text, me_ok),
+        Some(4.0),
+        "three admin requests and one key request"
+    );
     let me_401 = r#"hyper_registry_http_requests_total{method="GET",route="/auth/me",status="401"}"#;
     assert_eq!(metric_value(&text, me_401), Some(1.0));
     let me_429 = r#"hyper_registry_http_requests_total{method="GET",route="/auth/me",status="429"}"#;
@@ -69,7 +73,11 @@ async fn metrics_listener_exports_request_and_audit_metrics() {
         "every /auth/me request is timed"
     );
     assert_eq!(
-        sum_samples(&text, "hyper_registry_http_request_duration_seconds_bucket", &[route, r#"le="+Inf""#]),
+        sum_samples(
+            &text,
+            "hyper_registry_http_request_duration_seconds_bucket",
+            &[route, r#"le="+Inf""#]
+        ),
         6.0
     );
 
@@ -77,7 +85,10 @@ async fn metrics_listener_exports_request_and_audit_metrics() {
         metric_value(&text, r#"hyper_registry_auth_failures_total{reason="invalid_token"}"#),
         Some(1.0)
     );
-    assert_eq!(metric_value(&text, "hyper_registry_rate_limit_rejections_total"), Some(1.0));
+    assert_eq!(
+        metric_value(&text, "hyper_registry_rate_limit_rejections_total"),
+        Some(1.0)
+    );
     assert!(
         metric_value(&text, "hyper_registry_audit_queue_depth").is_some(),
         "the audit queue depth is exported"
@@ -107,7 +118,11 @@ async fn api_port_does_not_serve_metrics() {
     let as_admin = app.get("/metrics", &app.admin_token).await;
     assert_eq!(as_admin.status(), StatusCode::NOT_FOUND, "not even for the admin");
     let metrics_port = reqwest::get(format!("http://{address}/metrics")).await.expect("sent");
-    assert_eq!(metrics_port.status(), StatusCode::OK, "while the metrics listener serves it");
+    assert_eq!(
+        metrics_port.status(),
+        StatusCode::OK,
+        "while the metrics listener serves it"
+    );
 }
 
 #[test]
@@ -119,8 +134,7 @@ fn invalid_metrics_address_stops_start_up() {
     ];
 
     let error = hyper_registry::config::Config::from_vars(vars)
-        .err()
-        .expect("an invalid METRICS_ADDRESS is rejected")
+        .expect_err("an invalid METRICS_ADDRESS is rejected")
         .to_string();
 
     assert!(error.contains("METRICS_ADDRESS"), "names the variable: {error}");
