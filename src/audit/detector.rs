@@ -11,7 +11,7 @@ use super::{AuditEvent, Severity, Status};
 use crate::config::DetectorThresholds;
 
 /// Subjects tracked at most. Beyond this, expired windows are dropped and,
-/// if every window is still open, the oldest tenth; their counts restart.
+/// if every window is still open, the oldest tenth. Dropped counts restart.
 const MAX_SUBJECTS: usize = 50_000;
 
 struct Window {

@@ -15,7 +15,7 @@ use sha2::Sha256;
 use crate::helpers::{free_port, metric_value, poll_until, scrape_metrics, TestApp};
 
 const SECRET: &str = "webhook-secret-for-alert-tests";
-/// Delay of the first retry in src/audit/alerts.rs; each later one doubles.
+/// Delay of the first retry in src/audit/alerts.rs. Each later one doubles.
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const DELIVERY_WAIT: Duration = Duration::from_secs(10);
 
@@ -38,7 +38,7 @@ impl Received {
 #[derive(Clone, Default)]
 struct ReceiverState {
     received: Arc<Mutex<Vec<Received>>>,
-    /// Statuses to answer, in order; 200 once they are used up.
+    /// Statuses to respond with, in order, then 200 once they are used up.
     script: Arc<Mutex<VecDeque<StatusCode>>>,
 }
 
@@ -73,7 +73,7 @@ impl Receiver {
         self.state.received.lock().unwrap().clone()
     }
 
-    /// Waits until at least `count` requests arrived; returns them all.
+    /// Waits until at least `count` requests arrived and returns them all.
     async fn wait_for(&self, count: usize) -> Vec<Received> {
         poll_until(DELIVERY_WAIT, || async {
             let received = self.received();
@@ -84,8 +84,8 @@ impl Receiver {
     }
 }
 
-/// Records the request and answers the next scripted status; a redirect
-/// points to `/elsewhere` on the same receiver.
+/// Records the request and responds with the next scripted status. A
+/// redirect points to `/elsewhere` on the same receiver.
 async fn receive(
     State(state): State<ReceiverState>,
     uri: axum::http::Uri,
@@ -138,7 +138,7 @@ async fn spawn_alerting(url: &str, extra: &[(&str, &str)]) -> TestApp {
     TestApp::spawn_with(&vars).await
 }
 
-/// Records an operator event with `severity`; returns the 201 body.
+/// Records an operator event with `severity` and returns the 201 body.
 async fn record_event(app: &TestApp, severity: &str, description: &str) -> Value {
     let response = app
         .post_json(
@@ -325,7 +325,7 @@ async fn unreachable_webhook_never_delays_requests() {
 }
 
 /// Waits until the `outcome` counter of alert deliveries reaches `at_least`
-/// on the metrics listener; returns the whole text.
+/// on the metrics listener, and returns the whole text.
 async fn wait_for_outcome(metrics_port: u16, outcome: &str, at_least: f64) -> String {
     let series = format!("hyper_registry_alert_deliveries_total{{outcome=\"{outcome}\"}}");
     poll_until(DELIVERY_WAIT, || async {
@@ -340,7 +340,7 @@ async fn wait_for_outcome(metrics_port: u16, outcome: &str, at_least: f64) -> St
 
 #[tokio::test]
 async fn rejecting_receiver_not_retried() {
-    // (the receiver's answer, why it is final)
+    // (the receiver's status, why it is final)
     let cases = [
         (StatusCode::BAD_REQUEST, "a client error will not change on retry"),
         (StatusCode::TEMPORARY_REDIRECT, "a redirect is not followed"),

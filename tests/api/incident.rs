@@ -42,26 +42,26 @@ async fn anonymous(app: &TestApp) -> Response {
 }
 
 /// Asserts that `response` is a 429 with a positive `Retry-After`.
-fn assert_held(response: &Response, who: &str) {
-    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS, "{who} is held");
+fn assert_held(response: &Response, client: &str) {
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS, "{client} is held");
     let retry_after: u64 = response
         .headers()
         .get("retry-after")
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse().ok())
-        .unwrap_or_else(|| panic!("{who}'s 429 has a numeric Retry-After"));
+        .unwrap_or_else(|| panic!("{client}'s 429 has a numeric Retry-After"));
     assert!(
         (1..=60).contains(&retry_after),
-        "{who} waits 1 to 60 seconds at 1 request a minute: {retry_after}"
+        "{client} waits 1 to 60 seconds at 1 request a minute: {retry_after}"
     );
     let limit = response
         .headers()
         .get("x-ratelimit-limit")
         .and_then(|v| v.to_str().ok());
-    assert_eq!(limit, Some("1"), "{who} sees the emergency limit");
+    assert_eq!(limit, Some("1"), "{client} sees the emergency limit");
 }
 
-/// Creates a viewer and, for it, an API key with `read` only; returns the
+/// Creates a viewer and, for it, an API key with `read` only. Returns the
 /// viewer's id, token and key.
 async fn viewer_with_key(app: &TestApp) -> (String, String, String) {
     let (viewer_id, viewer_token) = app.create_user("held-viewer", &["viewer"]).await;
@@ -483,7 +483,7 @@ async fn cli_audit_record_then_query() {
         "only high and above: {printed:?}"
     );
 
-    // The server appends after the CLI's line; the chain must still hold.
+    // The server appends after the CLI's line, and the chain must still hold.
     assert_eq!(app.get("/auth/me", &app.admin_token).await.status(), StatusCode::OK);
     app.audit_lines().await;
     cli(&app, &["audit", "verify"]);
