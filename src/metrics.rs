@@ -209,7 +209,9 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .map_err(|error| anyhow::anyhow!("could not listen on METRICS_ADDRESS {address}: {error}"))?;
-    tracing::info!(address = %address, "metrics listening");
+    // The bound address, which differs from `address` when its port is 0.
+    let bound = listener.local_addr().unwrap_or(address);
+    tracing::info!(address = %bound, "metrics listening");
     let router = axum::Router::new().route(
         "/metrics",
         get(move || {

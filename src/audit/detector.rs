@@ -10,7 +10,8 @@ use chrono::{DateTime, Duration, Utc};
 use super::{AuditEvent, Severity, Status};
 use crate::config::DetectorThresholds;
 
-/// Subjects tracked at most; the oldest windows are dropped beyond this.
+/// Subjects tracked at most. Beyond this, expired windows are dropped and,
+/// if every window is still open, the oldest tenth. Dropped counts restart.
 const MAX_SUBJECTS: usize = 50_000;
 
 struct Window {
@@ -45,6 +46,9 @@ impl BurstDetector {
             let window = self.window;
             windows.retain(|_, w| now - w.started < window);
         }
+        if windows.len() >= MAX_SUBJECTS {
+            drop_oldest_tenth(&mut windows);
+        }
         let entry = windows.entry(subject.to_string()).or_insert(Window {
             started: now,
             count: 0,
@@ -64,6 +68,15 @@ impl BurstDetector {
         }
         false
     }
+}
+
+/// Drops the oldest tenth of the windows, so that memory stays bounded when
+/// many subjects appear within one window and the scan above runs rarely.
+fn drop_oldest_tenth(windows: &mut HashMap<String, Window>) {
+    let mut starts: Vec<DateTime<Utc>> = windows.values().map(|w| w.started).collect();
+    starts.sort_unstable();
+    let cutoff = starts[starts.len() / 10];
+    windows.retain(|_, w| w.started > cutoff);
 }
 
 /// An alarm: the event type, severity and description of the security
@@ -205,5 +218,23 @@ mod tests {
         let later = now + Duration::minutes(6);
         let again: Vec<bool> = (0..3).map(|_| detector.record("10.0.0.1", later)).collect();
         assert_eq!(again, vec![false, false, true], "a new window raises again");
+    }
+
+    #[test]
+    fn subjects_stay_bounded_within_one_window() {
+        let detector = BurstDetector::new(3, Duration::minutes(5));
+        let start = Utc::now();
+
+        for i in 0..MAX_SUBJECTS + 100 {
+            let now = start + Duration::milliseconds(i as i64);
+            detector.record(&format!("subject-{i}"), now);
+        }
+
+        let tracked = detector.windows.lock().unwrap().len();
+        assert!(tracked <= MAX_SUBJECTS, "{tracked} subjects tracked");
+        assert!(
+            tracked >= MAX_SUBJECTS * 8 / 10,
+            "only the oldest were dropped: {tracked}"
+        );
     }
 }

@@ -273,3 +273,45 @@ pub async fn fresh_postgres_schema_url() -> Option<String> {
     let separator = if base_url.contains('?') { '&' } else { '?' };
     Some(format!("{base_url}{separator}options=-csearch_path%3D{name}"))
 }
+
+/// Returns a port on 127.0.0.1 that was free a moment ago: a listener is
+/// bound to port 0 and dropped. Another process may take it in between.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind to port 0");
+    listener.local_addr().expect("local address").port()
+}
+
+/// Calls `check` every 50 ms until it returns `Some`, for at most `timeout`.
+pub async fn poll_until<T, F, Fut>(timeout: std::time::Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return Some(value);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Fetches the Prometheus text of the metrics listener on `port`.
+pub async fn scrape_metrics(port: u16) -> String {
+    let response = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .expect("metrics request sent");
+    assert_eq!(response.status(), 200, "the metrics listener serves /metrics");
+    response.text().await.expect("metrics text")
+}
+
+/// Returns the value of the sample whose line starts with `series` (name and
+/// labels exactly as rendered), if there is one.
+pub fn metric_value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}

@@ -1,6 +1,7 @@
 //! Integration tests: each test starts the real server on a random port with
 //! its own SQLite file and talks HTTP to it.
 
+mod alerts;
 mod audit;
 mod audit_durability;
 mod backup;
@@ -8,15 +9,18 @@ mod bad_input;
 mod check_config;
 mod cli;
 mod cluster;
+mod detectors;
 mod encryption;
 mod entries;
 mod helpers;
 mod http_framing;
 mod import_export;
+mod incident;
 mod keys;
 mod listing;
 mod log_secrets;
 mod login;
+mod metrics;
 mod perimeter;
 mod permissions;
 mod ratelimit;
