@@ -200,7 +200,8 @@ impl AppState {
     }
 
     /// As [`AppState::build`] for a one-shot CLI command: the audit file is
-    /// appended to but never rotated, and no alerts are sent.
+    /// appended to but never rotated. Alerts of its events are delivered
+    /// before [`AuditPipeline::finish`] returns.
     ///
     /// # Errors
     /// As [`AppState::build`].
@@ -216,13 +217,13 @@ impl AppState {
         let clock = clock.unwrap_or_else(|| Arc::new(SystemClock));
         let core = Core::open(&config, clock.clone()).await?;
         let metrics = Arc::new(crate::metrics::Metrics::new());
-        let alerts = match (&config.audit.alerts, server) {
-            (Some(alert_config), true) => Some(Alerts::start(
+        let alerts = match &config.audit.alerts {
+            Some(alert_config) => Some(Alerts::start(
                 alert_config,
                 config.audit.alert_min_severity,
                 metrics.clone(),
             )?),
-            _ => None,
+            None => None,
         };
         let options = PipelineOptions {
             store: core.store.clone(),

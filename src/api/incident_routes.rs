@@ -101,6 +101,10 @@ async fn lift_emergency(
 ) -> ApiResult<Json<Value>> {
     let principal = caller.require("security:admin")?;
     let now = state.clock.now();
+    if state.runtime.emergency(now).is_none() {
+        // Nothing to lift: no event, so alerts are not raised for a no-op.
+        return Ok(Json(emergency_view(None)));
+    }
     state.runtime.set_emergency(&state.store, None, now).await?;
     let event = context
         .event(&state, "emergency_mode_disabled", Status::Success, Severity::Critical)

@@ -352,6 +352,15 @@ async fn handle(state: AppState, request_id: String, request: &mut Request, next
     response = ensure_problem(response);
     let headers = response.headers_mut();
     insert_security_headers(headers);
+    // Over our own TLS the connection layer adds HSTS; behind a proxy that
+    // ends TLS, HTTPS_ONLY still promises it to browsers.
+    let transport = &state.config.transport;
+    if transport.https_only && transport.tls_terminated_by_proxy {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+        );
+    }
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         headers.insert(REQUEST_ID_HEADER, value);
     }

@@ -42,7 +42,13 @@ impl Alerts {
     ///
     /// # Errors
     /// When the HTTP client cannot be built.
-    pub fn start(config: &AlertConfig, min_severity: Severity, metrics: Arc<Metrics>) -> anyhow::Result<Alerts> {
+    /// The returned task ends once every `Alerts` handle is dropped and the
+    /// queue is delivered.
+    pub fn start(
+        config: &AlertConfig,
+        min_severity: Severity,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<(Alerts, tokio::task::JoinHandle<()>)> {
         let client = reqwest::Client::builder()
             .timeout(ATTEMPT_TIMEOUT)
             // A receiver that redirects could point alerts anywhere.
@@ -55,12 +61,13 @@ impl Alerts {
             secret: config.webhook_secret.clone(),
             metrics: metrics.clone(),
         };
-        tokio::spawn(delivery.run(receiver));
-        Ok(Alerts {
+        let task = tokio::spawn(delivery.run(receiver));
+        let alerts = Alerts {
             sender,
             min_severity,
             metrics,
-        })
+        };
+        Ok((alerts, task))
     }
 
     /// Returns whether an event of `severity` is alerted.

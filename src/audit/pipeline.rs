@@ -37,13 +37,15 @@ pub struct AuditPipeline {
     audit: AuditLog,
     writer: std::thread::JoinHandle<()>,
     dispatcher: tokio::task::JoinHandle<()>,
+    alert_delivery: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// What the pipeline needs besides the file.
 pub struct PipelineOptions {
     pub store: SharedStore,
     pub metrics: Arc<Metrics>,
-    pub alerts: Option<Alerts>,
+    /// The alert sender and its delivery task, from [`Alerts::start`].
+    pub alerts: Option<(Alerts, tokio::task::JoinHandle<()>)>,
     /// Servers rotate the file; one-shot CLI commands leave it to them.
     pub rotate: bool,
 }
@@ -63,10 +65,14 @@ impl AuditPipeline {
                 metrics: options.metrics.clone(),
             },
         )?;
+        let (alerts, alert_delivery) = match options.alerts {
+            Some((alerts, task)) => (Some(alerts), Some(task)),
+            None => (None, None),
+        };
         let dispatcher = Dispatcher {
             store: options.store,
             metrics: options.metrics,
-            alerts: options.alerts,
+            alerts,
             audit: audit.clone(),
             backlog: VecDeque::new(),
         };
@@ -75,12 +81,14 @@ impl AuditPipeline {
             audit: audit.clone(),
             writer,
             dispatcher,
+            alert_delivery,
         };
         Ok((audit, pipeline))
     }
 
     /// Writes and syncs everything queued, stops the writer, then lets the
-    /// dispatcher insert what remains into the database (bounded in time).
+    /// dispatcher insert what remains into the database and the alerts go
+    /// out (each bounded in time).
     pub async fn finish(self) {
         self.audit.shutdown().await;
         let writer = self.writer;
@@ -90,6 +98,13 @@ impl AuditPipeline {
             .is_err()
         {
             tracing::warn!("the database copy of the audit trail may miss the last events");
+        }
+        // The dispatcher held the last alert sender, so delivery now ends
+        // once the queued alerts are sent (or given up on).
+        if let Some(delivery) = self.alert_delivery {
+            if tokio::time::timeout(Duration::from_secs(15), delivery).await.is_err() {
+                tracing::warn!("alerts still queued at shutdown were not delivered");
+            }
         }
     }
 }

@@ -402,3 +402,41 @@ fn bad_alert_settings_stop_start_up() {
         }
     }
 }
+
+#[tokio::test]
+async fn command_line_event_alerted_before_exit() {
+    // Arrange
+    let receiver = Receiver::start(&[]).await;
+    let data_dir = tempfile::tempdir().expect("temp dir");
+
+    // Act: a critical note recorded from a shell, as in an incident. The
+    // command runs off this runtime's thread, which serves the receiver.
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_hyper-registry"));
+    command
+        .args([
+            "audit",
+            "record",
+            "--event-type",
+            "incident_note",
+            "--severity",
+            "critical",
+            "--description",
+            "production database credentials leaked",
+        ])
+        .env_clear()
+        .env("DATA_DIR", data_dir.path())
+        .env("ALERT_WEBHOOK_URL", &receiver.url)
+        .env("ALERT_WEBHOOK_SECRET", SECRET)
+        .env("LOG_LEVEL", "error");
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .expect("joined")
+        .expect("command runs");
+
+    // Assert: the command waited for the delivery before it exited.
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let received = receiver.received();
+    assert_eq!(received.len(), 1, "one alert delivered before the command ended");
+    assert!(signature_valid(SECRET, &received[0]));
+    assert_eq!(received[0].json()["event_type"], "incident_note");
+}
