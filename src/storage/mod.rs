@@ -4,6 +4,7 @@
 //! encryption happen in higher layers before a record reaches a store.
 
 pub mod audit;
+mod bulk_import;
 pub mod postgres;
 mod postgres_audit;
 mod records;

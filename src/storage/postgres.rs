@@ -725,9 +725,15 @@ impl Store for PostgresStore {
 
     async fn import_entries(&self, batch: &[StoredEntry], policy: ImportPolicy) -> StorageResult<Vec<ImportOutcome>> {
         let mut transaction = self.pool.begin().await.map_err(classify_postgres)?;
+        let inserted = super::bulk_import::insert_new_postgres(&mut transaction, batch, classify_postgres).await?;
         let mut outcomes = Vec::with_capacity(batch.len());
         for entry in batch {
-            outcomes.push(import_one(&mut transaction, entry, policy).await?);
+            let outcome = if inserted.contains(&entry.id) {
+                ImportOutcome::Created
+            } else {
+                import_one(&mut transaction, entry, policy).await?
+            };
+            outcomes.push(outcome);
         }
         transaction.commit().await.map_err(classify_postgres)?;
         Ok(outcomes)
