@@ -1,7 +1,7 @@
 //! Incident-response settings that operators change at run time: emergency
 //! mode and the log level. Both live in the database, so that the HTTP API
-//! and the CLI of any instance change them for every instance; each instance
-//! re-reads them every few seconds and at once when Redis announces a change.
+//! and the CLI of any instance change them for every instance. Each instance
+//! re-reads them every two seconds.
 
 use std::sync::RwLock;
 use std::time::Duration;
@@ -16,7 +16,7 @@ const LOG_LEVEL_KEY: &str = "log_level";
 /// How often each instance re-reads the settings.
 pub const SYNC_INTERVAL: Duration = Duration::from_secs(2);
 
-/// Longest emergency that can be set at once: one week.
+/// Maximum duration of an emergency set at once: one week.
 const MAX_EMERGENCY_MINUTES: u32 = 7 * 24 * 60;
 
 /// Checks an emergency request; shared with the CLI.
@@ -45,7 +45,7 @@ pub struct Emergency {
     pub reason: String,
     pub started_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
-    /// Who started it: a user id, or `command line`.
+    /// Starter of the emergency: a user id, or `command line`.
     pub started_by: String,
 }
 

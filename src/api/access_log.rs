@@ -1,4 +1,4 @@
-//! What the pipeline records once a request is answered: the access event,
+//! Records made once a request has its response: the access event,
 //! the security events a refusal implies (on disk before the response
 //! leaves), the detectors they feed and the request metrics.
 
@@ -61,8 +61,8 @@ fn outcome(status: StatusCode) -> (Status, Severity) {
 }
 
 /// Writes a security event to disk before the response goes out. If that
-/// fails the response still goes (it is a refusal already), and the failure
-/// is logged; the access event stays queued for when the file recovers.
+/// fails, the response still goes (it is a refusal already) and the failure
+/// is logged. The event stays queued for when the file recovers.
 async fn record_now(state: &AppState, event: AuditEvent) {
     let event_type = event.event_type.clone();
     if state.audit.record_durable(event).await.is_err() {
@@ -218,7 +218,7 @@ async fn record_key_events(state: &AppState, request: &FinishedRequest<'_>) {
     }
 }
 
-/// A short label for the metrics; never the credential itself.
+/// Returns a short label for the metrics, never the credential itself.
 fn failure_reason(error: &AuthError) -> &'static str {
     match error {
         AuthError::InvalidToken => "invalid_token",

@@ -57,9 +57,13 @@ fn client_ip(state: &AppState, request: &Request) -> IpAddr {
 
 /// Returns whether `ADMIN_ALLOWED_CIDRS` denies `client_ip` access to
 /// `path`. An empty list allows every address.
-fn admin_address_denied(state: &AppState, path: &str, client_ip: IpAddr) -> bool {
+fn admin_address_denied(state: &AppState, path: &str, route: &str, client_ip: IpAddr) -> bool {
     let allowed = &state.config.transport.admin_allowed_cidrs;
-    let is_admin = path == "/api/v1/admin" || path.starts_with("/api/v1/admin/");
+    // The route template as well as the raw path, so that no spelling of a
+    // path that the router still matches to an admin route slips through.
+    let is_admin = [path, route]
+        .iter()
+        .any(|candidate| *candidate == "/api/v1/admin" || candidate.starts_with("/api/v1/admin/"));
     is_admin && !allowed.is_empty() && !allowed.iter().any(|network| network.contains(&client_ip))
 }
 
@@ -289,7 +293,7 @@ async fn handle(state: AppState, request_id: String, request: &mut Request, next
 
     // The admin allow-list applies before credentials are even read.
     let client_ip = client_ip(&state, request);
-    let admin_denied = admin_address_denied(&state, &path, client_ip);
+    let admin_denied = admin_address_denied(&state, &path, &route, client_ip);
 
     // Authenticate once; handlers read the result from the context.
     let authentication = if metered && !admin_denied {

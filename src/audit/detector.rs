@@ -127,8 +127,8 @@ impl Detectors {
         self.thresholds.window_minutes
     }
 
-    /// A failed login from `address` against `account` (a user id, or a
-    /// digest of an unknown username so that it never reaches the log).
+    /// Counts a failed login from `address` against `account` (a user id, or
+    /// a digest of an unknown username so that it never reaches the log).
     pub fn failed_login(&self, address: &str, account: &str, now: DateTime<Utc>) -> Vec<Alarm> {
         let threshold = self.thresholds.failed_logins;
         let mut alarms = Vec::new();
@@ -155,7 +155,7 @@ impl Detectors {
         alarms
     }
 
-    /// A request refused with 403 for `principal` (user or key id).
+    /// Counts a 403 response for `principal` (user or key id).
     pub fn permission_denied(&self, principal: &str, now: DateTime<Utc>) -> Option<Alarm> {
         self.permission_denials.record(principal, now).then(|| Alarm {
             event_type: "permission_denial_burst",
@@ -168,7 +168,7 @@ impl Detectors {
         })
     }
 
-    /// A request refused with 429 for `client` (its rate-limit bucket).
+    /// Counts a 429 response for `client` (its rate-limit bucket).
     pub fn rate_limited(&self, client: &str, now: DateTime<Utc>) -> Option<Alarm> {
         self.rate_limit_rejections.record(client, now).then(|| Alarm {
             event_type: "rate_limit_abuse",
@@ -181,7 +181,7 @@ impl Detectors {
         })
     }
 
-    /// An invalid, expired or revoked API key presented from `address`.
+    /// Counts an invalid, expired or revoked API key presented from `address`.
     pub fn unusable_api_key(&self, address: &str, now: DateTime<Utc>) -> Option<Alarm> {
         self.unusable_api_keys.record(address, now).then(|| Alarm {
             event_type: "api_key_burst",
@@ -194,7 +194,7 @@ impl Detectors {
         })
     }
 
-    /// A revoked key presented: one alarm per key per window.
+    /// Counts a use of a revoked key: one alarm per key per window.
     pub fn revoked_key_used(&self, key_id: &str, now: DateTime<Utc>) -> Option<Alarm> {
         self.revoked_key_uses.record(key_id, now).then(|| Alarm {
             event_type: "revoked_api_key_alarm",

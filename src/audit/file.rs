@@ -1,9 +1,10 @@
 //! The audit file on disk: opening, identity checks and rotation.
 //!
-//! A rotated file is renamed to `<AUDIT_LOG_FILE>.<UTC timestamp>` and the
-//! new file starts with an `audit_log_rotated` event whose `prev_hash` is
-//! the last hash of the rotated file, so the chain runs across files and a
-//! file whose head was cut off is still detectable.
+//! A rotated file is renamed to `<AUDIT_LOG_FILE>.<UTC timestamp>`. The new
+//! file starts with an `audit_log_rotated` event whose `prev_hash` is the
+//! last hash of the rotated file, so the chain runs across files. A file
+//! whose head was cut off is still detectable, because its first line is
+//! then neither that event nor the start of the chain.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
@@ -110,7 +111,7 @@ pub(super) fn continues_from(path: &Path, last_hash: &str) -> bool {
         && value.get("prev_hash").and_then(|v| v.as_str()) == Some(last_hash)
 }
 
-/// The name a file gets when it is rotated away.
+/// Returns the name a file gets when it is rotated away.
 pub(super) fn rotated_name(path: &Path, now: chrono::DateTime<chrono::Utc>) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(format!(".{}", now.format("%Y%m%dT%H%M%S%.6fZ")));

@@ -1,7 +1,7 @@
 //! Everything behind the audit file: the database copy (batched inserts),
 //! alerts and retention. The writer reports each written batch to one
-//! dispatcher task; the dispatcher never makes the writer or a request wait,
-//! and every database call it makes has a timeout.
+//! dispatcher task. The dispatcher never makes the writer or a request
+//! wait, and every database call it makes has a timeout.
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -40,7 +40,7 @@ pub struct AuditPipeline {
     alert_delivery: Option<tokio::task::JoinHandle<()>>,
 }
 
-/// What the pipeline needs besides the file.
+/// Dependencies of the pipeline besides the file.
 pub struct PipelineOptions {
     pub store: SharedStore,
     pub metrics: Arc<Metrics>,
@@ -234,7 +234,7 @@ impl Dispatcher {
 /// records the purge in the trail; returns how many were deleted.
 ///
 /// # Errors
-/// When the database fails or does not answer in time.
+/// When the database fails or does not respond in time.
 pub async fn purge_expired(
     store: &SharedStore,
     audit: &AuditLog,

@@ -33,7 +33,7 @@ enum Command {
     Shutdown,
 }
 
-/// What the writer tells the rest of the pipeline after each batch.
+/// Report of the writer to the rest of the pipeline after each batch.
 pub(super) enum Report {
     /// Lines now in the file, in order.
     Written(Vec<ChainedEvent>),
@@ -146,7 +146,7 @@ impl AuditLog {
 struct Writer {
     path: PathBuf,
     file: Option<BufWriter<File>>,
-    /// Which file `file` is, to notice deletion or replacement of the path.
+    /// Device and inode of `file`, to notice deletion or replacement of the path.
     identity: Identity,
     last_hash: String,
     /// The file's length after this writer's last flush. A different length
@@ -263,7 +263,7 @@ impl Writer {
     }
 
     /// Writes every pending event and flushes; on success `pending` is empty
-    /// and `written` holds the lines. On failure nothing is removed from
+    /// and `written` contains the lines. On failure nothing is removed from
     /// `pending`, and the chain restarts from the file's real last line.
     fn write_pending(&mut self, written: &mut Vec<ChainedEvent>, sync: bool) -> io::Result<()> {
         self.ensure_open()?;
@@ -342,7 +342,7 @@ impl Writer {
     /// Reopens the file at the path, but only if it is the file this
     /// writer's chain lives in, or a rotation successor of it. A file that
     /// was deleted or replaced is never written to (nor created again), so
-    /// the trail cannot be silently restarted; restoring the file resumes it.
+    /// the trail cannot be silently restarted. Restoring the file resumes it.
     fn ensure_open(&mut self) -> io::Result<()> {
         if self.file.is_some() {
             return Ok(());

@@ -61,7 +61,7 @@ pub(super) struct QueryArgs {
     /// RFC 3339 time, exclusive.
     #[arg(long)]
     until: Option<String>,
-    /// Most events to print.
+    /// Maximum number of events to print.
     #[arg(long, default_value_t = 100)]
     limit: u32,
 }
@@ -90,8 +90,8 @@ fn read_lines(path: &Path) -> Result<Vec<String>, String> {
         .map_err(|error| format!("could not read {}: {error}", path.display()))
 }
 
-/// The hash a file's chain starts from: the genesis hash, or for a file
-/// that begins with a rotation event, the hash that event continues.
+/// Returns the hash a file's chain starts from: the genesis hash, or for a
+/// file that begins with a rotation event, the hash that event continues.
 fn start_hash(lines: &[String]) -> String {
     let first = lines
         .first()

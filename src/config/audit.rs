@@ -22,7 +22,7 @@ pub struct DetectorThresholds {
     pub invalid_api_keys: u32,
 }
 
-/// Where security alerts go.
+/// Destination of security alerts.
 #[derive(Debug, Clone)]
 pub struct AlertConfig {
     /// `ALERT_WEBHOOK_URL`: an `http://` or `https://` URL.

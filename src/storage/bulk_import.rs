@@ -1,6 +1,6 @@
-//! The fast path of an import batch, shared in shape by both backends: one
-//! multi-row `INSERT … ON CONFLICT (category, name) DO NOTHING RETURNING id`
-//! for the whole batch and one multi-row insert of the new rows' tags,
+//! The fast path of an import batch, with the same shape on both backends.
+//! One multi-row `INSERT … ON CONFLICT (category, name) DO NOTHING RETURNING
+//! id` covers the whole batch and one multi-row insert the new rows' tags,
 //! instead of a lookup, an insert and a tag insert per line. Rows that
 //! already existed come back as "not inserted" and take the per-row path
 //! (skip or update).

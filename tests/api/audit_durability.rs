@@ -49,8 +49,9 @@ fn field(line: &str, name: &str) -> String {
     value[name].as_str().unwrap_or_default().to_string()
 }
 
-/// The trail of a stopped server whose audit file rotated every 2 KiB, at
-/// least three times: its directory, the current file and the rotated ones.
+/// Runs a server whose audit file rotates every 2 KiB until it rotated at
+/// least three times, stops it, and returns its directory, the current file
+/// and the rotated ones.
 async fn rotated_trail() -> (tempfile::TempDir, PathBuf, Vec<PathBuf>) {
     let app = TestApp::spawn_with(&[("AUDIT_LOG_MAX_BYTES", "2048")]).await;
     for _ in 0..40 {
@@ -135,7 +136,7 @@ async fn verify_detects_tampering_in_a_rotated_file() {
 }
 
 /// Rewrites the single-file trail of a fresh server with `change` applied
-/// to its lines, and returns what `audit verify FILE` says.
+/// to its lines, and returns the result of `audit verify FILE`.
 async fn tamper(change: impl FnOnce(&mut Vec<String>)) -> (bool, String) {
     let app = TestApp::spawn().await;
     for _ in 0..6 {
@@ -180,7 +181,7 @@ async fn verify_detects_a_truncated_last_line() {
     assert!(!ok, "{output}");
 }
 
-/// Polls `POST /api/v1/registry/entries` until it answers `expected`.
+/// Polls `POST /api/v1/registry/entries` until it returns `expected`.
 async fn wait_for_create_status(app: &TestApp, expected: StatusCode) -> bool {
     for attempt in 0..50 {
         // A read drives the writer, which notices the state of the file.
@@ -217,7 +218,7 @@ async fn replaced_file_refuses_changes_and_resumes_when_restored() {
         "nothing is written into the replacement"
     );
 
-    // Restoring the file resumes writing, and the chain holds the events
+    // Restoring the file resumes writing, and the chain contains the events
     // recorded meanwhile.
     std::fs::rename(&moved, &path).expect("restored");
     assert!(
@@ -286,7 +287,8 @@ async fn database_copy_answers_the_admin_query() {
             .all(|event| event["user_id"] == user_id.as_str() && event["status"] == "denied"),
         "only matching events: {found:?}"
     );
-    assert!(found[0]["hash"].is_string() && found[0]["prev_hash"].is_string());
+    assert!(found[0]["hash"].is_string());
+    assert!(found[0]["prev_hash"].is_string());
 }
 
 #[tokio::test]
@@ -408,7 +410,7 @@ fn set_file_size_limit(pid: u32, bytes: Option<u64>) {
 #[tokio::test]
 async fn full_disk_refuses_changes_and_resumes_by_itself() {
     // Arrange: a real server process whose files may not grow past 2 MiB
-    // once it is up; its audit file is padded close to that with a valid
+    // once it is up. Its audit file is padded close to that with a valid
     // chain, so the trail hits the limit before the database does.
     let data_dir = tempfile::tempdir().expect("temp dir");
     let audit_log = data_dir.path().join("audit.log");

@@ -1,7 +1,7 @@
-//! No secret reaches either log: a real server process at the most verbose
+//! No secret reaches either log. A real server process at the most verbose
 //! log level goes through sign-in, refresh, keys, MFA, a password change and
-//! an entry with sensitive fields, then both its application log and its
-//! audit file are searched for every secret it saw.
+//! an entry with sensitive fields. Then its application log and its audit
+//! file are searched for every secret it saw.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
