@@ -2,6 +2,7 @@
 //! its own SQLite file and talks HTTP to it.
 
 mod alerts;
+mod attack_findings;
 mod audit;
 mod audit_durability;
 mod backup;
