@@ -307,6 +307,12 @@ impl AppState {
             runtime: Arc::new(crate::incident::RuntimeSettings::default()),
             request_counts: Arc::new(Mutex::new(HashMap::new())),
         };
+        if let Some(path) = &state.config.transport.ignored_cert_file {
+            tracing::warn!(
+                ssl_cert_file = %path.display(),
+                "SSL_CERT_FILE is set without SSL_KEY_FILE (often OpenSSL's CA bundle): serving plain HTTP; set both to serve HTTPS"
+            );
+        }
         for name in &core.secrets.generated {
             tracing::warn!(
                 variable = name,

@@ -27,10 +27,11 @@ impl FinishedRequest<'_> {
     /// Starts an event about this request, with its action, client address,
     /// method, path, HTTP status and request id filled in.
     fn event(&self, state: &AppState, event_type: &str, status: Status, severity: Severity) -> AuditEvent {
-        let action = format!("{} {}", self.method, self.route);
+        let method = audit_method(self.method);
+        let action = format!("{method} {}", self.route);
         let mut event = AuditEvent::new(state.clock.now(), event_type, &action, status, severity);
         event.client_ip = Some(self.context.client_ip.to_string());
-        event.method = Some(self.method.to_string());
+        event.method = Some(method);
         // The path only: query strings may carry values that must not be logged.
         event.path = Some(self.path.chars().take(512).collect());
         event.http_status = Some(self.status.as_u16());
@@ -50,6 +51,32 @@ impl FinishedRequest<'_> {
     }
 }
 
+/// Returns the method as a metric label: any method outside the standard
+/// ones is `OTHER`, so that clients cannot add label series at will.
+fn method_label(method: &Method) -> &'static str {
+    const STANDARD: [Method; 9] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::OPTIONS,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    STANDARD
+        .iter()
+        .find(|standard| *standard == method)
+        .map_or("OTHER", |standard| standard.as_str())
+}
+
+/// Returns the method as recorded in the trail: at most 32 characters, so an
+/// invented method cannot make a line arbitrarily long.
+fn audit_method(method: &Method) -> String {
+    method.as_str().chars().take(32).collect()
+}
+
 /// Audit classification of a finished request.
 fn outcome(status: StatusCode) -> (Status, Severity) {
     match status.as_u16() {
@@ -60,17 +87,21 @@ fn outcome(status: StatusCode) -> (Status, Severity) {
     }
 }
 
-/// Writes a security event to disk before the response goes out. If that
-/// fails, the response still goes (it is a refusal already) and the failure
-/// is logged. The event stays queued for when the file recovers.
-async fn record_now(state: &AppState, event: AuditEvent) {
+/// Writes a security event to disk before the response goes out; returns
+/// false when that failed (the event stays queued for when the file
+/// recovers, and the caller answers 503 instead).
+async fn record_now(state: &AppState, event: AuditEvent) -> bool {
     let event_type = event.event_type.clone();
     if state.audit.record_durable(event).await.is_err() {
         tracing::error!(event_type = %event_type, "could not write a security event to the audit log");
+        return false;
     }
+    true
 }
 
-pub(super) async fn record_access(state: &AppState, request: &FinishedRequest<'_>) {
+/// Records the request; returns false when a security event it implies
+/// could not be written to disk.
+pub(super) async fn record_access(state: &AppState, request: &FinishedRequest<'_>) -> bool {
     count(state, request);
     let context = request.context;
     let principal = context.principal();
@@ -88,7 +119,7 @@ pub(super) async fn record_access(state: &AppState, request: &FinishedRequest<'_
         .description(request.status.canonical_reason().unwrap_or("").to_string());
     state.audit.record(event).await;
 
-    record_key_events(state, request).await;
+    let mut recorded = record_key_events(state, request).await;
 
     let now = state.clock.now();
     let (event_type, what, alarm) = match request.status {
@@ -114,26 +145,27 @@ pub(super) async fn record_access(state: &AppState, request: &FinishedRequest<'_
         StatusCode::UNAUTHORIZED if context.authentication.is_some() => {
             ("authentication_failed", "credentials rejected", None)
         }
-        _ => return,
+        _ => return recorded,
     };
     let event = request
         .event(state, event_type, Status::Denied, Severity::Low)
         .user(context.audit_user_id(), api_key_id)
-        .description(format!("{what} on {} {}", request.method, request.route));
-    record_now(state, event).await;
+        .description(format!("{what} on {} {}", audit_method(request.method), request.route));
+    recorded &= record_now(state, event).await;
     if let Some(alarm) = alarm {
-        raise(state, request, &alarm).await;
+        recorded &= raise(state, request, &alarm).await;
     }
+    recorded
 }
 
-async fn raise(state: &AppState, request: &FinishedRequest<'_>, alarm: &Alarm) {
+async fn raise(state: &AppState, request: &FinishedRequest<'_>, alarm: &Alarm) -> bool {
     state.metrics.count_alarm(alarm.event_type);
-    record_now(state, request.alarm_event(state, alarm)).await;
+    record_now(state, request.alarm_event(state, alarm)).await
 }
 
 fn count(state: &AppState, request: &FinishedRequest<'_>) {
     let metrics = &state.metrics;
-    let method = request.method.to_string();
+    let method = method_label(request.method).to_string();
     metrics
         .http_requests
         .get_or_create(&RequestLabels {
@@ -164,7 +196,8 @@ fn count(state: &AppState, request: &FinishedRequest<'_>) {
 
 /// Audits the uses of API keys that operators must see: revoked, expired or
 /// unknown keys, and rotated keys still used inside their grace period.
-async fn record_key_events(state: &AppState, request: &FinishedRequest<'_>) {
+/// Returns false when an event could not be written to disk.
+async fn record_key_events(state: &AppState, request: &FinishedRequest<'_>) -> bool {
     let context = request.context;
     let (event_type, status, severity, description) = match &context.authentication {
         Some(Err(AuthError::ApiKeyRevoked)) => (
@@ -191,7 +224,7 @@ async fn record_key_events(state: &AppState, request: &FinishedRequest<'_>) {
             Severity::Low,
             "a rotated API key was used during its grace period",
         ),
-        _ => return,
+        _ => return true,
     };
     let event = request
         .event(state, event_type, status, severity)
@@ -200,10 +233,10 @@ async fn record_key_events(state: &AppState, request: &FinishedRequest<'_>) {
             context.presented_api_key_id.clone(),
         )
         .description(description);
-    record_now(state, event).await;
+    let mut recorded = record_now(state, event).await;
 
     if status != Status::Denied {
-        return;
+        return recorded;
     }
     let now = state.clock.now();
     let mut alarms = Vec::new();
@@ -214,8 +247,9 @@ async fn record_key_events(state: &AppState, request: &FinishedRequest<'_>) {
     }
     alarms.extend(state.detectors.unusable_api_key(&context.client_ip.to_string(), now));
     for alarm in alarms {
-        raise(state, request, &alarm).await;
+        recorded &= raise(state, request, &alarm).await;
     }
+    recorded
 }
 
 /// Returns a short label for the metrics, never the credential itself.

@@ -102,8 +102,9 @@ fn limit_for(state: &AppState, principal: Option<&Principal>, path: &str) -> (St
         let exempt = principal.is_some_and(|p| p.permissions.allows("security:admin"));
         if !exempt {
             let rate = emergency.rate_limit_per_minute;
+            // Per user, not per key: a user's keys share the user's bucket.
             let bucket = match principal {
-                Some(principal) if path != "/auth/login" => format!("emergency:{}", principal.rate_limit_key()),
+                Some(principal) if path != "/auth/login" => format!("emergency:user:{}", principal.user_id),
                 _ => "emergency:ip".into(),
             };
             let limit = Limit {
@@ -382,7 +383,16 @@ async fn handle(state: AppState, request_id: String, request: &mut Request, next
             bucket: bucket_key.as_deref(),
             elapsed: started.elapsed(),
         };
-        record_access(&state, &finished).await;
+        if !record_access(&state, &finished).await {
+            // A refusal whose security event is not on disk is not sent:
+            // while the trail cannot be written, it becomes a 503 too.
+            let mut unavailable = ApiError::AuditUnavailable.into_response();
+            insert_security_headers(unavailable.headers_mut());
+            if let Ok(value) = HeaderValue::from_str(&request_id) {
+                unavailable.headers_mut().insert(REQUEST_ID_HEADER, value);
+            }
+            return unavailable;
+        }
     }
     response
 }

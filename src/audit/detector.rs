@@ -123,8 +123,12 @@ impl Detectors {
         }
     }
 
-    fn window(&self) -> u32 {
-        self.thresholds.window_minutes
+    /// Returns the window as words, e.g. `5 minutes` or `1 minute`.
+    fn window(&self) -> String {
+        match self.thresholds.window_minutes {
+            1 => "1 minute".to_string(),
+            minutes => format!("{minutes} minutes"),
+        }
     }
 
     /// Counts a failed login from `address` against `account` (a user id, or
@@ -137,7 +141,7 @@ impl Detectors {
                 event_type: "brute_force_suspected",
                 severity: Severity::Critical,
                 description: format!(
-                    "{threshold} failed logins within {} minutes from address {address}",
+                    "{threshold} failed logins within {} from address {address}",
                     self.window()
                 ),
             });
@@ -146,10 +150,7 @@ impl Detectors {
             alarms.push(Alarm {
                 event_type: "brute_force_suspected",
                 severity: Severity::Critical,
-                description: format!(
-                    "{threshold} failed logins within {} minutes against one account",
-                    self.window()
-                ),
+                description: format!("{threshold} failed logins within {} against one account", self.window()),
             });
         }
         alarms
@@ -161,7 +162,7 @@ impl Detectors {
             event_type: "permission_denial_burst",
             severity: Severity::High,
             description: format!(
-                "{} permission denials within {} minutes for one principal",
+                "{} permission denials within {} for one principal",
                 self.thresholds.permission_denials,
                 self.window()
             ),
@@ -174,7 +175,7 @@ impl Detectors {
             event_type: "rate_limit_abuse",
             severity: Severity::High,
             description: format!(
-                "{} rate-limit rejections within {} minutes for one client",
+                "{} rate-limit rejections within {} for one client",
                 self.thresholds.rate_limit_rejections,
                 self.window()
             ),
@@ -187,7 +188,7 @@ impl Detectors {
             event_type: "api_key_burst",
             severity: Severity::High,
             description: format!(
-                "{} or more unusable API keys from one address within {} minutes",
+                "{} or more unusable API keys from one address within {}",
                 self.thresholds.invalid_api_keys,
                 self.window()
             ),

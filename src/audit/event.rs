@@ -131,6 +131,57 @@ pub struct ChainedEvent {
     pub hash: String,
 }
 
+/// Event types that the server itself writes. A manual event may not use
+/// them, so that no operator note can pass for a login, a detector alarm or
+/// the rotation event that `audit verify` trusts at the head of a file.
+pub const RESERVED_EVENT_TYPES: [&str; 45] = [
+    "access",
+    "account_locked",
+    "admin_address_denied",
+    "api_key_burst",
+    "api_key_created",
+    "api_key_revoked",
+    "api_key_rotated",
+    "audit_log_recovered",
+    "audit_log_rotated",
+    "audit_log_unwritable",
+    "audit_retention_purge",
+    "authentication_failed",
+    "brute_force_suspected",
+    "configuration_warning",
+    "emergency_mode_disabled",
+    "emergency_mode_enabled",
+    "encryption_rewrap",
+    "entries_imported",
+    "expired_api_key_used",
+    "invalid_api_key_used",
+    "log_level_changed",
+    "login_failed",
+    "login_success",
+    "logout",
+    "mfa_disable_failed",
+    "mfa_disabled",
+    "mfa_enabled",
+    "mfa_setup_started",
+    "password_change_failed",
+    "password_changed",
+    "permission_denial_burst",
+    "permission_denied",
+    "rate_limit_abuse",
+    "rate_limit_exceeded",
+    "refresh_token_reused",
+    "revoked_api_key_alarm",
+    "revoked_api_key_used",
+    "role_created",
+    "role_deleted",
+    "role_updated",
+    "rotated_api_key_used",
+    "token_refresh_failed",
+    "token_refreshed",
+    "user_created",
+    "user_updated",
+];
+
 /// Checks the fields of an operator's manual event (HTTP and CLI).
 ///
 /// # Errors
@@ -143,6 +194,11 @@ pub fn check_manual_event(event_type: &str, description: &str, user_id: Option<&
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.'));
     if !type_ok {
         return Err("`event_type` must be 1 to 64 characters of a-z, 0-9, `_` and `.`, starting with a letter".into());
+    }
+    if RESERVED_EVENT_TYPES.contains(&event_type) {
+        return Err(format!(
+            "`event_type` `{event_type}` is written by the server itself; choose another name, e.g. incident_note"
+        ));
     }
     let length = description.chars().count();
     if length == 0 || length > 2000 || description.chars().any(|c| c.is_control() && c != '\n') {

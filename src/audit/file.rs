@@ -55,12 +55,17 @@ pub(super) fn last_hash_of(mut file: File) -> io::Result<String> {
     let length = file.metadata()?.len();
     let tail_length = length.min(256 * 1024);
     file.seek(SeekFrom::Start(length - tail_length))?;
-    let mut tail = String::new();
-    file.read_to_string(&mut tail)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "the audit log's last line is not UTF-8"))?;
-    match tail.lines().rev().find(|line| !line.trim().is_empty()) {
+    let mut tail = Vec::with_capacity(tail_length as usize);
+    file.read_to_end(&mut tail)?;
+    // Work on bytes: the window may start inside a multi-byte character of
+    // an earlier line, and only the last line needs to be text.
+    let last_line = tail
+        .split(|&byte| byte == b'\n')
+        .rev()
+        .find(|line| !line.iter().all(u8::is_ascii_whitespace));
+    match last_line {
         None => Ok(GENESIS_HASH.to_string()),
-        Some(line) => line_hash(line).ok_or_else(|| {
+        Some(line) => std::str::from_utf8(line).ok().and_then(line_hash).ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::InvalidData,
                 "the audit log's last line has no hash; it is not a Hyper Registry audit log",
@@ -108,6 +113,7 @@ pub(super) fn continues_from(path: &Path, last_hash: &str) -> bool {
         return false;
     };
     value.get("event_type").and_then(|v| v.as_str()) == Some(ROTATION_EVENT)
+        && value.get("action").and_then(|v| v.as_str()) == Some(ROTATION_EVENT)
         && value.get("prev_hash").and_then(|v| v.as_str()) == Some(last_hash)
 }
 

@@ -324,11 +324,10 @@ impl Writer {
         let on_disk = std::fs::metadata(&self.path).map(|m| file::identity(&m)).ok();
         if on_disk != Some(self.identity) {
             // Deleted, replaced or rotated by another process since the
-            // last batch: reopen, which checks the chain continues.
-            let ours = file::last_hash_of(file.get_ref().try_clone()?)?;
+            // last batch: reopen, which checks that the chain continues from
+            // the last hash this writer wrote.
             let _ = file.get_ref().unlock();
             self.file = None;
-            self.last_hash = ours;
             self.ensure_open()?;
             return self.lock_and_catch_up();
         }

@@ -97,11 +97,17 @@ fn start_hash(lines: &[String]) -> String {
         .first()
         .and_then(|line| serde_json::from_str::<serde_json::Value>(line).ok());
     match first {
-        Some(value) if value.get("event_type").and_then(|v| v.as_str()) == Some(ROTATION_EVENT) => value
-            .get("prev_hash")
-            .and_then(|v| v.as_str())
-            .unwrap_or(GENESIS_HASH)
-            .to_string(),
+        // The action too: a manual event cannot have it, whatever its type.
+        Some(value)
+            if value.get("event_type").and_then(|v| v.as_str()) == Some(ROTATION_EVENT)
+                && value.get("action").and_then(|v| v.as_str()) == Some(ROTATION_EVENT) =>
+        {
+            value
+                .get("prev_hash")
+                .and_then(|v| v.as_str())
+                .unwrap_or(GENESIS_HASH)
+                .to_string()
+        }
         _ => GENESIS_HASH.to_string(),
     }
 }

@@ -293,7 +293,7 @@ impl Config {
             encryption_key_previous,
             audit_log_file,
             audit: AuditConfig::from_vars(&vars)?,
-            transport: TransportConfig::from_vars(&vars)?,
+            transport: TransportConfig::from_vars(&vars, environment == Environment::Production)?,
             max_body_bytes: vars.number("MAX_BODY_BYTES", 1_048_576, 1024, 1 << 30)?,
             log_level,
             log_format,

@@ -42,11 +42,27 @@ pub struct TransportConfig {
     /// `ADMIN_ALLOWED_CIDRS`: where `/api/v1/admin/*` may be called from;
     /// empty means anywhere.
     pub admin_allowed_cidrs: Vec<IpNet>,
+    /// Set in development when `SSL_CERT_FILE` was set without
+    /// `SSL_KEY_FILE` and ignored, to be logged at start-up.
+    pub ignored_cert_file: Option<PathBuf>,
 }
 
 impl TransportConfig {
-    pub(super) fn from_vars(vars: &Vars) -> Result<TransportConfig, ConfigError> {
-        let tls = tls_files(vars)?;
+    pub(super) fn from_vars(vars: &Vars, production: bool) -> Result<TransportConfig, ConfigError> {
+        // OpenSSL reads SSL_CERT_FILE as its CA bundle, and many machines set
+        // it globally. Without SSL_KEY_FILE it is therefore ignored in
+        // development (with a warning), so the server starts with zero set-up;
+        // production keeps the refusal, since it must not fall back to HTTP.
+        let lone_cert_file = vars.get("SSL_KEY_FILE").is_none() && vars.get("SSL_CLIENT_CA_FILE").is_none();
+        let ignored_cert_file = match vars.get("SSL_CERT_FILE") {
+            Some(path) if lone_cert_file && !production => Some(PathBuf::from(path)),
+            _ => None,
+        };
+        let tls = if ignored_cert_file.is_some() {
+            None
+        } else {
+            tls_files(vars)?
+        };
         let https_only = vars.flag("HTTPS_ONLY")?;
         let tls_terminated_by_proxy = vars.flag("TLS_TERMINATED_BY_PROXY")?;
         let trusted_proxies = cidr_list(vars, "TRUSTED_PROXIES")?;
@@ -71,6 +87,7 @@ impl TransportConfig {
             cors_allowed_origins: origins(vars)?,
             trusted_proxies,
             admin_allowed_cidrs: cidr_list(vars, "ADMIN_ALLOWED_CIDRS")?,
+            ignored_cert_file,
         })
     }
 }
@@ -111,7 +128,7 @@ fn tls_files(vars: &Vars) -> Result<Option<TlsFiles>, ConfigError> {
         (Some(_), None) => Err(ConfigError {
             variable: "SSL_KEY_FILE",
             problem: "SSL_CERT_FILE is set but SSL_KEY_FILE is not".into(),
-            fix: "set both to serve HTTPS, or neither".into(),
+            fix: "set both to serve HTTPS, or neither (SSL_CERT_FILE may be set for OpenSSL's CA bundle: unset it for this process)".into(),
         }),
         (None, Some(_)) => Err(ConfigError {
             variable: "SSL_CERT_FILE",

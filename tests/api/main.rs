@@ -2,7 +2,6 @@
 //! its own SQLite file and talks HTTP to it.
 
 mod alerts;
-mod attack_findings;
 mod audit;
 mod audit_durability;
 mod backup;
@@ -13,6 +12,7 @@ mod cluster;
 mod detectors;
 mod encryption;
 mod entries;
+mod hardening;
 mod helpers;
 mod http_framing;
 mod import_export;
