@@ -74,7 +74,7 @@ cleanup() {
     wait "$server_pid" 2>/dev/null || true
   fi
   if [ -n "$schema" ]; then
-    psql -q "$BENCH_DATABASE_URL_BASE" -c "DROP SCHEMA \"$schema\" CASCADE" >/dev/null || true
+    PGOPTIONS='--client-min-messages=warning' psql -q "$BENCH_DATABASE_URL_BASE" -c "DROP SCHEMA \"$schema\" CASCADE" >/dev/null || true
   fi
   if [ -n "$redis_prefix" ]; then
     redis-cli -u "$REDIS_URL" --scan --pattern "$redis_prefix:*" | xargs -r redis-cli -u "$REDIS_URL" DEL >/dev/null || true
@@ -93,6 +93,12 @@ free_port() {
 
 port=$(free_port)
 base=http://127.0.0.1:$port
+
+# Settings inherited from the shell would change what is measured; an
+# OpenSSL-style SSL_CERT_FILE, for one, would make the server expect HTTPS.
+unset SSL_CERT_FILE SSL_KEY_FILE SSL_CLIENT_CA_FILE SSL_CLIENT_AUTH HTTPS_ONLY \
+  TLS_TERMINATED_BY_PROXY DATABASE_URL REDIS_URL METRICS_ADDRESS AUDIT_LOG_FILE \
+  ALERT_WEBHOOK_URL LOG_LEVEL LOG_FORMAT TRUSTED_PROXIES ADMIN_ALLOWED_CIDRS
 
 export HYPER_REGISTRY_ENV=development
 export DATA_DIR=$work/data
@@ -164,8 +170,8 @@ results=$work/results.txt
 run_wrk() {
   local scenario=$1
   shift
-  SCENARIO=$scenario wrk -t"$threads" -c"$connections" -d"${duration}s" --latency \
-    -s "$repo/bench/wrk.lua" "$@" | grep '^RESULT ' | tee -a "$results"
+  SCENARIO=$scenario wrk -t"$threads" -c"$connections" -d"${duration}s" --timeout 10s \
+    --latency -s "$repo/bench/wrk.lua" "$@" | grep '^RESULT ' | tee -a "$results"
 }
 
 echo "== hyper-registry load benchmark: $backend, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -240,22 +246,24 @@ PACE_MS=$pace_ms run_wrk get-jwt-half-rate -H "$bearer" "$base/api/v1/registry/e
 # readers while another wrk process keeps 20 logins in flight.
 threads=1
 run_wrk reads-alone -H "$bearer" "$base/api/v1/registry/entries/$entry_id"
-MODE=login BODY=$login_body SCENARIO=logins wrk -t1 -c20 -d"${duration}s" --latency \
+MODE=login BODY=$login_body SCENARIO=logins wrk -t1 -c20 -d"${duration}s" --timeout 10s --latency \
   -s "$repo/bench/wrk.lua" "$base/auth/login" | grep '^RESULT ' >"$work/logins" &
 logins_pid=$!
 run_wrk reads-with-logins -H "$bearer" "$base/api/v1/registry/entries/$entry_id"
 wait "$logins_pid"
 tee -a "$results" <"$work/logins"
 
+echo "readiness checks: $(curl -s "$base/ready" | jq -c .checks)"
+echo "audit trail: $(wc -l <"$DATA_DIR/audit.log") lines in $DATA_DIR/audit.log"
 echo
 echo "== results ($backend, $connections connections, ${duration} s each, load average now $(cut -d' ' -f1-3 /proc/loadavg))"
 awk '
   { rps[$2] = $3; line[NR] = $0; name[NR] = $2 }
   END {
-    printf "%-20s %10s %8s %8s %8s %9s %7s %9s\n", "scenario", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "requests", "errors", "÷ health"
+    printf "%-20s %10s %8s %8s %8s %9s %8s %8s %9s\n", "scenario", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "requests", "non-2xx", "socket", "÷ health"
     for (i = 1; i <= NR; i++) {
       split(line[i], f, " ")
-      printf "%-20s %10.1f %8.2f %8.2f %8.2f %9d %7d %9.2f\n", f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[3] / rps["health"]
+      printf "%-20s %10.1f %8.2f %8.2f %8.2f %9d %8d %8d %9.2f\n", f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[3] / rps["health"]
     }
     if (rps["get-jwt"] > 0) printf "API key ÷ JWT: %.2f\n", rps["get-api-key"] / rps["get-jwt"]
     if (rps["reads-alone"] > 0) printf "reads with 20 logins in flight ÷ reads alone: %.2f\n", rps["reads-with-logins"] / rps["reads-alone"]

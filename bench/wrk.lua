@@ -11,8 +11,7 @@
 --              before each request, which caps the request rate
 --
 -- done() prints one line that load.sh parses:
---   RESULT <scenario> <requests/s> <p50 ms> <p99 ms> <p99.9 ms> <requests> <errors>
--- where errors counts socket errors, timeouts and non-2xx/3xx responses.
+--   RESULT <scenario> <requests/s> <p50 ms> <p99 ms> <p99.9 ms> <requests> <non-2xx/3xx> <socket errors and timeouts>
 
 local mode = os.getenv("MODE") or "get"
 local pace_ms = tonumber(os.getenv("PACE_MS") or "")
@@ -57,15 +56,16 @@ if pace_ms then
 end
 
 function done(summary, latency, requests)
-   local errors = summary.errors.connect + summary.errors.read + summary.errors.write
-      + summary.errors.status + summary.errors.timeout
+   local socket_errors = summary.errors.connect + summary.errors.read + summary.errors.write
+      + summary.errors.timeout
    local seconds = summary.duration / 1000000
-   io.write(string.format("RESULT %s %.1f %.3f %.3f %.3f %d %d\n",
+   io.write(string.format("RESULT %s %.1f %.3f %.3f %.3f %d %d %d\n",
       os.getenv("SCENARIO") or "unnamed",
       summary.requests / seconds,
       latency:percentile(50) / 1000,
       latency:percentile(99) / 1000,
       latency:percentile(99.9) / 1000,
       summary.requests,
-      errors))
+      summary.errors.status,
+      socket_errors))
 end
