@@ -58,7 +58,11 @@ fn jwt(c: &mut Criterion) {
         .expect("token issued");
 
     c.bench_function("jwt/verify_hs256", |b| {
-        b.iter(|| signer.verify(black_box(&token), TokenType::Access, Utc::now()).expect("token verifies"));
+        b.iter(|| {
+            signer
+                .verify(black_box(&token), TokenType::Access, Utc::now())
+                .expect("token verifies")
+        });
     });
 }
 
@@ -91,7 +95,9 @@ struct AuthFixture {
 async fn auth_fixture() -> AuthFixture {
     let directory = tempfile::tempdir().expect("temporary directory");
     let url = format!("sqlite://{}", directory.path().join("bench.db").display());
-    let store = hyper_registry::storage::connect(&url).await.expect("SQLite store opens");
+    let store = hyper_registry::storage::connect(&url)
+        .await
+        .expect("SQLite store opens");
     let now = Utc::now();
     let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(now));
 
@@ -189,7 +195,10 @@ fn authenticator(c: &mut Criterion) {
 }
 
 fn permissions(c: &mut Criterion) {
-    let roles = builtin_roles().into_iter().map(|role| (role.name.clone(), role)).collect();
+    let roles = builtin_roles()
+        .into_iter()
+        .map(|role| (role.name.clone(), role))
+        .collect();
     let user = resolve_permissions(&["user".to_string()], &roles);
     let admin = resolve_permissions(&["admin".to_string()], &roles);
 
@@ -212,7 +221,13 @@ fn local_rate_limiter(c: &mut Criterion) {
     }
 
     c.bench_function("ratelimit/local_decision", |b| {
-        b.iter(|| assert!(limiter.check_now(black_box("user:42"), NEVER_REJECT, Utc::now()).allowed));
+        b.iter(|| {
+            assert!(
+                limiter
+                    .check_now(black_box("user:42"), NEVER_REJECT, Utc::now())
+                    .allowed
+            )
+        });
     });
 }
 
@@ -248,7 +263,10 @@ fn redis_rate_limiter(c: &mut Criterion) {
             })
         });
     });
-    assert!(limiter.is_healthy(), "Redis failed during the run; the figures include local fallbacks");
+    assert!(
+        limiter.is_healthy(),
+        "Redis failed during the run; the figures include local fallbacks"
+    );
 
     runtime.block_on(async {
         if let Some(mut connection) = link.connection().await {
