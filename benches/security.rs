@@ -82,9 +82,9 @@ fn api_key_checks(c: &mut Criterion) {
     });
 }
 
-/// A SQLite-backed authenticator holding one `user` account and one key of
-/// that account, with a clock that stands still so that every lookup after
-/// the first is a cache hit.
+/// A SQLite-backed authenticator with one `user` account and one API key of
+/// that account. Its clock does not advance, so every lookup after the first
+/// is a cache hit.
 struct AuthFixture {
     _directory: tempfile::TempDir,
     authenticator: Authenticator,
@@ -215,7 +215,7 @@ fn permissions(c: &mut Criterion) {
 
 fn local_rate_limiter(c: &mut Criterion) {
     let limiter = LocalRateLimiter::new();
-    // One hot bucket, and one among 10,000 live buckets as on a busy instance.
+    // The measured bucket is one of 10,000 live buckets, as on a busy instance.
     for index in 0..10_000 {
         limiter.check_now(&format!("user:{index}"), NEVER_REJECT, Utc::now());
     }
