@@ -89,7 +89,7 @@ fn outcome(status: StatusCode) -> (Status, Severity) {
 
 /// Writes a security event to disk before the response goes out; returns
 /// false when that failed (the event stays queued for when the file
-/// recovers, and the caller answers 503 instead).
+/// recovers, and the caller returns 503 instead).
 async fn record_now(state: &AppState, event: AuditEvent) -> bool {
     let event_type = event.event_type.clone();
     if state.audit.record_durable(event).await.is_err() {

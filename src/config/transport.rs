@@ -51,8 +51,8 @@ impl TransportConfig {
     pub(super) fn from_vars(vars: &Vars, production: bool) -> Result<TransportConfig, ConfigError> {
         // OpenSSL reads SSL_CERT_FILE as its CA bundle, and many machines set
         // it globally. Without SSL_KEY_FILE it is therefore ignored in
-        // development (with a warning), so the server starts with zero set-up;
-        // production keeps the refusal, since it must not fall back to HTTP.
+        // development (with a warning), so the server starts with zero set-up.
+        // Production still rejects it, because it must not fall back to HTTP.
         let lone_cert_file = vars.get("SSL_KEY_FILE").is_none() && vars.get("SSL_CLIENT_CA_FILE").is_none();
         let ignored_cert_file = match vars.get("SSL_CERT_FILE") {
             Some(path) if lone_cert_file && !production => Some(PathBuf::from(path)),
