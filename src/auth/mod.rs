@@ -3,6 +3,7 @@
 
 pub mod api_key;
 mod cache;
+mod hashing_pool;
 pub mod jwt;
 pub mod keys;
 pub mod mfa;

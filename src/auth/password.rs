@@ -1,8 +1,9 @@
 //! Password hashing with Argon2id and the password policy.
 //!
-//! Hashing is CPU-heavy by design, so callers run [`hash_password`] and
-//! [`verify_password`] through [`tokio::task::spawn_blocking`] (the async
-//! wrappers here do that), never on an async worker.
+//! Hashing is CPU-heavy by design, so the server runs [`hash_password`] and
+//! [`verify_password`] through the async wrappers here, which use the
+//! dedicated low-priority pool of [`super::hashing_pool`], never an async
+//! worker.
 
 use std::sync::OnceLock;
 
@@ -89,26 +90,26 @@ pub fn dummy_hash() -> &'static str {
     })
 }
 
-/// Hashes on the blocking pool.
+/// Hashes on the hashing pool.
 ///
 /// # Errors
-/// Fails when the blocking task panics or Argon2 fails.
+/// Fails when the hashing job panics or Argon2 fails.
 pub async fn hash_password_async(password: String) -> anyhow::Result<String> {
-    let hash = tokio::task::spawn_blocking(move || hash_password(&password)).await??;
+    let hash = super::hashing_pool::run(move || hash_password(&password)).await??;
     Ok(hash)
 }
 
-/// Verifies on the blocking pool; `None` verifies against the dummy hash and
+/// Verifies on the hashing pool; `None` verifies against the dummy hash and
 /// returns false, taking the same time as a real check.
 pub async fn verify_password_async(password: String, phc: Option<String>) -> bool {
-    let task = tokio::task::spawn_blocking(move || match phc {
+    let verified = super::hashing_pool::run(move || match phc {
         Some(phc) => verify_password(&password, &phc),
         None => {
             verify_password(&password, dummy_hash());
             false
         }
     });
-    task.await.unwrap_or(false)
+    verified.await.unwrap_or(false)
 }
 
 #[cfg(test)]

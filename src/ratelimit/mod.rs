@@ -8,6 +8,7 @@
 pub mod redis;
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
@@ -49,16 +50,47 @@ pub trait RateLimiter: Send + Sync {
 struct Bucket {
     tokens: f64,
     updated_micros: i64,
+    /// The limit of the last decision, so that pruning judges each bucket by
+    /// its own limit (keys may override the default).
+    limit: Limit,
+}
+
+/// Independent parts of the bucket map, so that concurrent decisions for
+/// different clients rarely wait for the same lock.
+const SHARDS: usize = 16;
+
+/// Bucket count per shard above which full, idle buckets are dropped.
+const PRUNE_THRESHOLD: usize = 100_000 / SHARDS;
+
+#[derive(Default)]
+struct Shard {
+    buckets: HashMap<String, Bucket>,
+    /// Size at which the next prune runs. It doubles when a prune frees too
+    /// little, so that many busy clients do not cause a scan per request.
+    prune_at: usize,
 }
 
 /// Buckets kept in memory, one per key.
-#[derive(Default)]
 pub struct LocalRateLimiter {
-    buckets: Mutex<HashMap<String, Bucket>>,
+    shards: Vec<Mutex<Shard>>,
+    hasher: RandomState,
 }
 
-/// Bucket count above which full, idle buckets are dropped.
-const PRUNE_THRESHOLD: usize = 100_000;
+impl Default for LocalRateLimiter {
+    fn default() -> Self {
+        Self {
+            shards: (0..SHARDS)
+                .map(|_| {
+                    Mutex::new(Shard {
+                        buckets: HashMap::new(),
+                        prune_at: PRUNE_THRESHOLD,
+                    })
+                })
+                .collect(),
+            hasher: RandomState::new(),
+        }
+    }
+}
 
 impl LocalRateLimiter {
     pub fn new() -> Self {
@@ -104,26 +136,46 @@ impl LocalRateLimiter {
     /// Decides synchronously; also the shared limiter's fallback.
     pub fn check_now(&self, key: &str, limit: Limit, now: DateTime<Utc>) -> Decision {
         let now_micros = now.timestamp_micros();
-        let mut buckets = match self.buckets.lock() {
+        let shard_index = (self.hasher.hash_one(key) % SHARDS as u64) as usize;
+        let mut shard = match self.shards[shard_index].lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
 
-        if buckets.len() > PRUNE_THRESHOLD {
-            buckets.retain(|_, bucket| refill(*bucket, limit, now_micros) < f64::from(limit.burst));
-        }
-
-        let bucket = buckets.entry(key.to_string()).or_insert(Bucket {
-            tokens: f64::from(limit.burst),
-            updated_micros: now_micros,
-        });
-        let tokens = refill(*bucket, limit, now_micros);
+        // The common case, a known client, neither allocates nor prunes.
+        let tokens = match shard.buckets.get(key) {
+            Some(bucket) => refill(*bucket, limit, now_micros),
+            None => {
+                shard.prune_if_large(now_micros);
+                f64::from(limit.burst)
+            }
+        };
         let (left, decision) = take_token(tokens, limit);
-        *bucket = Bucket {
+        let bucket = Bucket {
             tokens: left,
             updated_micros: now_micros,
+            limit,
         };
+        match shard.buckets.get_mut(key) {
+            Some(existing) => *existing = bucket,
+            None => {
+                shard.buckets.insert(key.to_string(), bucket);
+            }
+        }
         decision
+    }
+}
+
+impl Shard {
+    /// Drops buckets that have refilled completely, since a new bucket for
+    /// the same client would start full anyway.
+    fn prune_if_large(&mut self, now_micros: i64) {
+        if self.buckets.len() < self.prune_at {
+            return;
+        }
+        self.buckets
+            .retain(|_, bucket| refill(*bucket, bucket.limit, now_micros) < f64::from(bucket.limit.burst));
+        self.prune_at = (self.buckets.len() * 2).max(PRUNE_THRESHOLD);
     }
 }
 
@@ -171,6 +223,40 @@ mod tests {
         assert_eq!(decision.reset_seconds, 1);
         limiter.check_now("k", LIMIT, now);
         assert_eq!(limiter.check_now("k", LIMIT, now).reset_seconds, 3);
+    }
+
+    fn bucket_count(limiter: &LocalRateLimiter) -> usize {
+        limiter
+            .shards
+            .iter()
+            .map(|shard| shard.lock().unwrap().buckets.len())
+            .sum()
+    }
+
+    #[test]
+    fn pruning_drops_refilled_buckets_and_keeps_partly_used_ones() {
+        let limiter = LocalRateLimiter::new();
+        let now = Utc::now();
+        let slow = Limit {
+            per_minute: 1,
+            burst: 1,
+        };
+        assert!(limiter.check_now("slow", slow, now).allowed);
+        for n in 0..200_000 {
+            limiter.check_now(&format!("early-{n}"), LIMIT, now);
+        }
+
+        // LIMIT refills within 3 s, the slow bucket only after 60 s.
+        let later = now + chrono::Duration::seconds(30);
+        for n in 0..200_000 {
+            limiter.check_now(&format!("late-{n}"), LIMIT, later);
+        }
+
+        assert!(bucket_count(&limiter) < 300_000, "refilled early buckets were dropped");
+        assert!(
+            !limiter.check_now("slow", slow, later).allowed,
+            "the used bucket was kept"
+        );
     }
 
     #[test]

@@ -365,22 +365,12 @@ async fn import_one(
 /// NOTE: unlike SQLite's `remove_diacritics 2` tokenizer, the 'simple'
 /// configuration keeps accents, so "cafe" does not find "café" here.
 fn search_query<'a>(terms: &[String], filter: &EntryFilter, offset: u32, limit: u32) -> QueryBuilder<'a, Postgres> {
-    let mut query = QueryBuilder::<Postgres>::new(format!(
-        "SELECT {ENTRY_COLUMNS}, scored.score FROM entries e \
-         CROSS JOIN LATERAL (SELECT SUM(term.rank / (term.rank + "
-    ));
-    query
-        .push_bind(TERM_SATURATION)
-        .push(
-            ")) AS score FROM (SELECT ts_rank_cd(e.search_vector, plainto_tsquery('simple', word))::float8 AS rank \
-             FROM unnest(",
-        )
-        .push_bind(terms.to_vec())
-        .push("::text[]) AS word) AS term) AS scored");
-
     // One plainto_tsquery per term, joined with the tsquery OR operator, so
-    // that the GIN index on search_vector serves the match.
-    query.push(" WHERE e.search_vector @@ (");
+    // that the GIN index on search_vector serves the match. The candidate
+    // subquery stops at SEARCH_CANDIDATES matches before any scoring.
+    let mut query = QueryBuilder::<Postgres>::new(format!(
+        "SELECT {ENTRY_COLUMNS}, scored.score FROM (SELECT e.id FROM entries e WHERE e.search_vector @@ ("
+    ));
     for (index, term) in terms.iter().enumerate() {
         if index > 0 {
             query.push(" || ");
@@ -392,6 +382,18 @@ fn search_query<'a>(terms: &[String], filter: &EntryFilter, offset: u32, limit: 
     }
     query.push(")");
     push_filter(&mut query, filter);
+    query.push(format!(
+        " LIMIT {SEARCH_CANDIDATES}) AS candidates JOIN entries e ON e.id = candidates.id \
+         CROSS JOIN LATERAL (SELECT SUM(term.rank / (term.rank + "
+    ));
+    query
+        .push_bind(TERM_SATURATION)
+        .push(
+            ")) AS score FROM (SELECT ts_rank_cd(e.search_vector, plainto_tsquery('simple', word))::float8 AS rank \
+             FROM unnest(",
+        )
+        .push_bind(terms.to_vec())
+        .push("::text[]) AS word) AS term) AS scored");
     query
         .push(" ORDER BY scored.score DESC, e.id LIMIT ")
         .push_bind(i64::from(limit))

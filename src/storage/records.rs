@@ -70,6 +70,20 @@ pub struct EntryFilter {
     pub owner_id: Option<Uuid>,
 }
 
+impl EntryFilter {
+    /// True when the filter selects every entry.
+    pub fn is_empty(&self) -> bool {
+        self.category.is_none() && self.status.is_none() && self.tags.is_empty() && self.owner_id.is_none()
+    }
+}
+
+/// Matches that a search ranks at most. Scoring costs time per match, so a
+/// word found in most of a large catalog ("python" in a million packages)
+/// would otherwise cost a second per query. Both backends rank the first
+/// this many matches that pass the filters, in index order, and page
+/// through those.
+pub const SEARCH_CANDIDATES: u32 = 10_000;
+
 /// Keyset position in the entry list (ordered by creation time, then id).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EntryCursor {

@@ -574,14 +574,23 @@ impl Store for SqliteStore {
             .collect::<Vec<_>>()
             .join(" OR ");
 
+        // The inner query picks and scores at most SEARCH_CANDIDATES matches,
+        // reading entry rows only when a filter needs them; the outer one
+        // sorts those and reads full rows for the requested page only.
         let mut query = QueryBuilder::<Sqlite>::new(format!(
-            "SELECT {ENTRY_COLUMNS}, bm25(entries_fts, 10.0, 5.0, 1.0, 3.0) AS rank \
-             FROM entries_fts JOIN entries e ON e.rowid = entries_fts.rowid WHERE entries_fts MATCH "
+            "SELECT {ENTRY_COLUMNS}, c.rank FROM (SELECT entries_fts.rowid AS rid, \
+             bm25(entries_fts, 10.0, 5.0, 1.0, 3.0) AS rank FROM entries_fts"
         ));
-        query.push_bind(expression);
+        if !filter.is_empty() {
+            query.push(" JOIN entries e ON e.rowid = entries_fts.rowid");
+        }
+        query.push(" WHERE entries_fts MATCH ").push_bind(expression);
         push_filter(&mut query, filter);
         query
-            .push(" ORDER BY rank, e.id LIMIT ")
+            .push(format!(
+                " LIMIT {SEARCH_CANDIDATES}) c JOIN entries e ON e.rowid = c.rid"
+            ))
+            .push(" ORDER BY c.rank, e.id LIMIT ")
             .push_bind(i64::from(limit))
             .push(" OFFSET ")
             .push_bind(i64::from(offset));
