@@ -14,9 +14,19 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryPairs {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> ApiResult<Self> {
         let query = parts.uri.query().unwrap_or("");
-        let pairs = form_urlencoded::parse(query.as_bytes())
+        let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
             .map(|(name, value)| (name.into_owned(), value.into_owned()))
             .collect();
+        // PostgreSQL rejects NUL in text parameters, and no stored value can
+        // contain one, so a decoded NUL is a client error on every backend.
+        if pairs
+            .iter()
+            .any(|(name, value)| name.contains('\0') || value.contains('\0'))
+        {
+            return Err(ApiError::InvalidParameter(
+                "query parameters must not contain NUL characters".into(),
+            ));
+        }
         Ok(QueryPairs(pairs))
     }
 }

@@ -290,8 +290,9 @@ impl Authenticator {
         };
 
         // Over-long passwords are rejected before hashing so that they
-        // cannot be used to burn CPU.
-        if exceeds_maximum(password) || username.len() > 256 {
+        // cannot be used to burn CPU. A username with NUL cannot exist and
+        // would fail the PostgreSQL lookup, so it is not looked up either.
+        if exceeds_maximum(password) || username.len() > 256 || username.contains('\0') {
             return fail(AuthError::InvalidCredentials, None, false);
         }
 

@@ -315,3 +315,97 @@ pub fn metric_value(text: &str, series: &str) -> Option<f64> {
         .filter(|line| !line.starts_with('#'))
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
 }
+
+impl TestApp {
+    /// Builds a request authenticated with `X-API-Key: key`.
+    pub fn request_with_key(&self, method: Method, path: &str, key: &str) -> RequestBuilder {
+        self.client.request(method, self.url(path)).header("x-api-key", key)
+    }
+
+    /// Creates an API key as `token`; returns the creation response body,
+    /// whose `key` field carries the key itself.
+    pub async fn create_api_key(&self, token: &str, body: &Value) -> Value {
+        let response = self.post_json("/api/v1/keys", token, body).await;
+        assert_eq!(response.status(), 201, "creating key {body} failed");
+        response.json().await.expect("key body")
+    }
+
+    /// Reads the audit log as it is on disk now, without waiting. Security
+    /// events are synced before their response is sent, so they are always
+    /// there; `access` lines may still be queued in the writer.
+    pub fn audit_lines_on_disk(&self) -> Vec<Value> {
+        let path = self.data_dir.path().join("audit.log");
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        text.lines()
+            .map(|line| serde_json::from_str(line).expect("audit line is JSON"))
+            .collect()
+    }
+}
+
+/// Counts the rows of `table` directly in the test server's database,
+/// SQLite or PostgreSQL, bypassing the API. `table` must be a fixed name.
+pub async fn count_rows(app: &TestApp, table: &str) -> i64 {
+    let statement = format!("SELECT COUNT(*) FROM {table}");
+    let url = app.state.config.database_url.expose();
+    if app.state.config.uses_sqlite() {
+        let pool = open_sqlite_read_only(url).await;
+        let count: i64 = sqlx::query_scalar(&statement)
+            .fetch_one(&pool)
+            .await
+            .expect("rows counted");
+        pool.close().await;
+        count
+    } else {
+        let pool = open_postgres(url).await;
+        let count: i64 = sqlx::query_scalar(&statement)
+            .fetch_one(&pool)
+            .await
+            .expect("rows counted");
+        pool.close().await;
+        count
+    }
+}
+
+/// Reads the stored `sensitive` column of entry `id` directly from the test
+/// server's database, as an attacker with a copy of it would see it.
+/// Returns `None` when the entry has no sensitive value.
+pub async fn raw_entry_sensitive(app: &TestApp, id: &str) -> Option<Vec<u8>> {
+    let url = app.state.config.database_url.expose();
+    if app.state.config.uses_sqlite() {
+        let pool = open_sqlite_read_only(url).await;
+        let value: Option<Vec<u8>> = sqlx::query_scalar("SELECT sensitive FROM entries WHERE id = ?")
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .expect("entry row read");
+        pool.close().await;
+        value
+    } else {
+        let pool = open_postgres(url).await;
+        let id = uuid::Uuid::parse_str(id).expect("entry id is a UUID");
+        let value: Option<Vec<u8>> = sqlx::query_scalar("SELECT sensitive FROM entries WHERE id = $1")
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .expect("entry row read");
+        pool.close().await;
+        value
+    }
+}
+
+async fn open_sqlite_read_only(url: &str) -> sqlx::SqlitePool {
+    let separator = if url.contains('?') { '&' } else { '?' };
+    sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect(&format!("{url}{separator}mode=ro"))
+        .await
+        .expect("test database opened read-only")
+}
+
+async fn open_postgres(url: &str) -> sqlx::PgPool {
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(url)
+        .await
+        .expect("test database reached")
+}

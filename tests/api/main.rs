@@ -26,6 +26,7 @@ mod perimeter;
 mod permissions;
 mod ratelimit;
 mod search;
+mod security_checklist;
 mod sessions;
 mod smoke;
 mod storage;

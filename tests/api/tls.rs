@@ -3,7 +3,7 @@
 //! The fixtures in tests/data/tls/ cover the RSA and SEC1 key formats, which
 //! rcgen cannot make with ring; rcgen makes the rest per test.
 
-mod support;
+pub(crate) mod support;
 
 use std::io::{Read, Write};
 use std::path::Path;
