@@ -146,6 +146,7 @@ on_every_backend!(
     entries_list_filters_and_cursor,
     search_ranks_and_filters,
     search_pypi_sample_http_client,
+    search_ranks_at_most_the_candidate_limit,
     analytics_counts,
     import_skip_and_update,
     api_keys_lifecycle,
@@ -934,6 +935,47 @@ async fn search_pypi_sample_http_client(store: &dyn Store) {
         assert!(top.contains(&name), "{name} in the top ten: {top:?}");
     }
 }
+
+/// A word in more entries than `SEARCH_CANDIDATES` pages through that many
+/// only, and filters apply before the limit, so a filtered search still
+/// finds matches that come after the first candidates.
+async fn search_ranks_at_most_the_candidate_limit(store: &dyn Store) {
+    let limit = storage::SEARCH_CANDIDATES as usize;
+    let mut batch: Vec<StoredEntry> = (0..limit + 5)
+        .map(|n| {
+            let mut item = entry("service", &format!("common-{n}"), at(0));
+            item.description = "A common component".into();
+            item
+        })
+        .collect();
+    for (n, item) in batch.iter_mut().skip(limit).enumerate() {
+        item.category = "rare".into();
+        item.name = format!("rare-{n}");
+    }
+    for chunk in batch.chunks(1000) {
+        store.import_entries(chunk, ImportPolicy::Skip).await.expect("import");
+    }
+    let common = vec!["common".to_string()];
+
+    let last_page = store
+        .search_entries(&common, &EntryFilter::default(), SEARCH_OFFSET_NEAR_END, 100)
+        .await
+        .expect("search");
+    assert_eq!(
+        last_page.len(),
+        limit - SEARCH_OFFSET_NEAR_END as usize,
+        "pages end at the candidate limit"
+    );
+
+    let rare = EntryFilter {
+        category: Some("rare".into()),
+        ..EntryFilter::default()
+    };
+    let filtered = store.search_entries(&common, &rare, 0, 100).await.expect("search");
+    assert_eq!(filtered.len(), 5, "the filter applies before the candidate limit");
+}
+
+const SEARCH_OFFSET_NEAR_END: u32 = storage::SEARCH_CANDIDATES - 30;
 
 async fn analytics_counts(store: &dyn Store) {
     let now = now_micros();
