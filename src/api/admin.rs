@@ -62,9 +62,12 @@ async fn create(
     State(state): State<AppState>,
     caller: Authenticated,
     Context(context): Context,
-    JsonBody(body): JsonBody<CreateUserRequest>,
+    body: ApiResult<JsonBody<CreateUserRequest>>,
 ) -> ApiResult<Response> {
     let principal = caller.require("users:admin")?;
+    // Parsed only after the permission check, so that a caller without
+    // the permission gets 403 and learns nothing about the body format.
+    let JsonBody(body) = body?;
     let roles = body.roles.unwrap_or_else(|| vec!["user".into()]);
     check_can_grant(&state.auth, &principal, &roles)?;
     let known: Vec<String> = state.auth.roles().keys().cloned().collect();
@@ -163,9 +166,12 @@ async fn update(
     caller: Authenticated,
     Context(context): Context,
     Path(id): Path<String>,
-    JsonBody(body): JsonBody<UpdateUserRequest>,
+    body: ApiResult<JsonBody<UpdateUserRequest>>,
 ) -> ApiResult<Json<Value>> {
     let principal = caller.require("users:admin")?;
+    // Parsed only after the permission check, so that a caller without
+    // the permission gets 403 and learns nothing about the body format.
+    let JsonBody(body) = body?;
     let target = load_user(&state, &id).await?;
     let now = state.clock.now();
     let change = AccountChange {

@@ -133,9 +133,12 @@ async fn record_event(
     State(state): State<AppState>,
     caller: Authenticated,
     Context(context): Context,
-    JsonBody(body): JsonBody<ManualEvent>,
+    body: ApiResult<JsonBody<ManualEvent>>,
 ) -> ApiResult<Response> {
     let principal = caller.require("security:admin")?;
+    // Parsed only after the permission check, so that a caller without
+    // the permission gets 403 and learns nothing about the body format.
+    let JsonBody(body) = body?;
     let severity = validate(&body)?;
     let mut event = context.event(&state, &body.event_type, Status::Success, severity);
     event.action = "manual_event".into();

@@ -59,9 +59,12 @@ async fn start_emergency(
     State(state): State<AppState>,
     caller: Authenticated,
     Context(context): Context,
-    JsonBody(body): JsonBody<EmergencyRequest>,
+    body: ApiResult<JsonBody<EmergencyRequest>>,
 ) -> ApiResult<Json<Value>> {
     let principal = caller.require("security:admin")?;
+    // Parsed only after the permission check, so that a caller without
+    // the permission gets 403 and learns nothing about the body format.
+    let JsonBody(body) = body?;
     crate::incident::check_emergency(body.rate_limit_per_minute, &body.reason, body.duration_minutes)
         .map_err(ApiError::InvalidParameter)?;
     let now = state.clock.now();
@@ -136,9 +139,12 @@ async fn set_logging(
     State(state): State<AppState>,
     caller: Authenticated,
     Context(context): Context,
-    JsonBody(body): JsonBody<LoggingRequest>,
+    body: ApiResult<JsonBody<LoggingRequest>>,
 ) -> ApiResult<Json<Value>> {
     let principal = caller.require("security:admin")?;
+    // Parsed only after the permission check, so that a caller without
+    // the permission gets 403 and learns nothing about the body format.
+    let JsonBody(body) = body?;
     let level = body.level.to_ascii_lowercase();
     if !crate::telemetry::LEVELS.contains(&level.as_str()) {
         return Err(ApiError::InvalidParameter(

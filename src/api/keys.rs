@@ -86,10 +86,11 @@ async fn create(
     State(state): State<AppState>,
     caller: Authenticated,
     Context(context): Context,
-    JsonBody(body): JsonBody<CreateKeyRequest>,
+    body: ApiResult<JsonBody<CreateKeyRequest>>,
 ) -> ApiResult<Response> {
     let principal = caller.0;
     let admin = manage_permission(&principal)?;
+    let JsonBody(body) = body?;
     let owner_id = body.user_id.unwrap_or(principal.user_id);
     if owner_id != principal.user_id && !admin {
         return Err(ApiError::PermissionDenied("keys:admin".into()));
@@ -100,24 +101,22 @@ async fn create(
         .await?
         .ok_or_else(|| ApiError::NotFound("user not found".into()))?;
 
-    // A key made by an API key may not exceed that key's own permissions.
+    // Without a list, a key made with an API key gets that key's permissions
+    // and any other key gets its owner's. Either way the caller must hold
+    // every permission the new key gets, so that `keys:admin` cannot mint a
+    // key with an administrator's permissions.
+    let permissions = match body.permissions {
+        Some(wanted) => wanted,
+        None if principal.api_key_id.is_some() => principal.permissions.effective(),
+        None => state.auth.permissions_of(&owner.roles).effective(),
+    };
+    require_caller_holds(&principal, &permissions)?;
     let request = KeyRequest {
         name: body.name,
-        permissions: body
-            .permissions
-            .or_else(|| principal.api_key_id.as_ref().map(|_| principal.permissions.effective())),
+        permissions: Some(permissions),
         expires_in_days: body.expires_in_days,
         rate_limit_per_minute: body.rate_limit_per_minute,
     };
-    if let Some(wanted) = &request.permissions {
-        let parsed: Vec<_> = wanted
-            .iter()
-            .filter_map(|p| crate::rbac::Permission::parse(p).ok())
-            .collect();
-        if !principal.permissions.covers(&crate::rbac::PermissionSet::new(parsed)) {
-            return Err(ApiError::Forbidden(crate::rbac::GRANT_DENIED.into()));
-        }
-    }
     // A custom rate may only lower the default, unless the caller
     // administers keys: otherwise every user could mint a key that escapes
     // RATE_LIMIT_PER_MINUTE.
@@ -186,6 +185,21 @@ struct RotateRequest {
     grace_period_hours: Option<u32>,
 }
 
+/// Rejects with 403 unless the caller holds every permission in `granted`.
+/// Names that do not parse are left to the key service, which rejects them
+/// with 422.
+fn require_caller_holds(principal: &Principal, granted: &[String]) -> ApiResult<()> {
+    let parsed: Vec<_> = granted
+        .iter()
+        .filter_map(|name| crate::rbac::Permission::parse(name).ok())
+        .collect();
+    if principal.permissions.covers(&crate::rbac::PermissionSet::new(parsed)) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(crate::rbac::GRANT_DENIED.into()))
+    }
+}
+
 async fn rotate(
     State(state): State<AppState>,
     caller: Authenticated,
@@ -196,6 +210,9 @@ async fn rotate(
     let principal = caller.0;
     let admin = manage_permission(&principal)?;
     let old = find_manageable_key(&state.auth, &id, principal.user_id, admin).await?;
+    // The replacement carries the old key's permissions, so rotating is
+    // granting them again: the caller must hold them all.
+    require_caller_holds(&principal, &old.permissions)?;
     // The body is optional: none means no grace period.
     let request: RotateRequest = if body.iter().all(u8::is_ascii_whitespace) {
         RotateRequest::default()

@@ -96,9 +96,12 @@ async fn create_role(
     State(state): State<AppState>,
     caller: Authenticated,
     Context(context): Context,
-    JsonBody(body): JsonBody<RoleRequest>,
+    body: ApiResult<JsonBody<RoleRequest>>,
 ) -> ApiResult<Response> {
     let principal = caller.require("roles:admin")?;
+    // Parsed only after the permission check, so that a caller without
+    // the permission gets 403 and learns nothing about the body format.
+    let JsonBody(body) = body?;
     let roles = state.auth.roles();
     let name = body
         .name
@@ -131,9 +134,12 @@ async fn replace_role(
     caller: Authenticated,
     Context(context): Context,
     Path(name): Path<String>,
-    JsonBody(body): JsonBody<RoleRequest>,
+    body: ApiResult<JsonBody<RoleRequest>>,
 ) -> ApiResult<Json<Value>> {
     let principal = caller.require("roles:admin")?;
+    // Parsed only after the permission check, so that a caller without
+    // the permission gets 403 and learns nothing about the body format.
+    let JsonBody(body) = body?;
     if body.name.as_ref().is_some_and(|body_name| *body_name != name) {
         return Err(ApiError::InvalidParameter("a role cannot be renamed".into()));
     }

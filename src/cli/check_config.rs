@@ -18,7 +18,7 @@ mod transport;
 
 use credentials::{encryption_key, jwt_secret, mfa, production_mode};
 use operations::{alerts, audit_log, backups, log_aggregation, rate_limits};
-use transport::{admin_addresses, certificates, cors, database_transport, https_only};
+use transport::{admin_addresses, certificates, cors, database_transport, https_only, trusted_proxies};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Verdict {
@@ -120,6 +120,7 @@ pub(super) fn check(config: &Config, now: DateTime<Utc>) -> Vec<Finding> {
         encryption_key(config),
         database_transport(config),
         admin_addresses(config),
+        trusted_proxies(config),
         finding(
             "VPN for admin access",
             Verdict::Manual,

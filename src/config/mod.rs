@@ -339,15 +339,33 @@ impl Config {
                 fix: "set SSL_CERT_FILE and SSL_KEY_FILE, or TLS_TERMINATED_BY_PROXY=true with TRUSTED_PROXIES when a proxy ends TLS".into(),
             });
         }
-        if let Some(key) = &self.jwt_secret_key {
-            let distinct: std::collections::HashSet<char> = key.expose().chars().collect();
-            if key.expose().trim().chars().count() < 32 || distinct.len() < 8 {
-                return Err(ConfigError {
-                    variable: "JWT_SECRET_KEY",
-                    problem: "too predictable for production (blank or repeated characters)".into(),
-                    fix: "use the output of `hyper-registry secret generate`".into(),
-                });
-            }
+        // An old key still verifies tokens, so a weak one is as dangerous as
+        // a weak current key.
+        let current = self.jwt_secret_key.iter().map(|key| ("JWT_SECRET_KEY", key));
+        let previous = self
+            .jwt_secret_key_previous
+            .iter()
+            .map(|key| ("JWT_SECRET_KEY_PREVIOUS", key));
+        if let Some((variable, _)) = current.chain(previous).find(|(_, key)| is_weak_jwt_key(key.expose())) {
+            return Err(ConfigError {
+                variable,
+                problem: "too predictable for production (blank or repeated characters)".into(),
+                fix: "use the output of `hyper-registry secret generate`".into(),
+            });
+        }
+        if let Some(network) = self
+            .transport
+            .trusted_proxies
+            .iter()
+            .find(|network| network.prefix_len() == 0)
+        {
+            return Err(ConfigError {
+                variable: "TRUSTED_PROXIES",
+                problem: format!(
+                    "{network} contains every address, so any client could choose its own address with X-Forwarded-For"
+                ),
+                fix: "list only the addresses of your proxies or load balancers".into(),
+            });
         }
         if let Some(key) = &self.encryption_key {
             let distinct: std::collections::HashSet<u8> = key.iter().copied().collect();
@@ -366,6 +384,13 @@ impl Config {
     pub fn uses_sqlite(&self) -> bool {
         self.database_url.expose().starts_with("sqlite:")
     }
+}
+
+/// Whether a JWT signing key is too short or too repetitive for production:
+/// fewer than 32 characters after trimming, or fewer than 8 distinct ones.
+pub fn is_weak_jwt_key(key: &str) -> bool {
+    let distinct: std::collections::HashSet<char> = key.chars().collect();
+    key.trim().chars().count() < 32 || distinct.len() < 8
 }
 
 /// Opens the audit log for appending, creating it and its directory when
@@ -503,6 +528,37 @@ mod tests {
         assert_eq!(error.variable, "AUDIT_LOG_FILE");
         assert!(error.fix.contains("AUDIT_LOG_FILE"), "{error}");
         assert!(Config::from_vars(production_vars(&writable)).is_ok());
+    }
+
+    #[test]
+    fn production_rejects_a_weak_previous_jwt_key() {
+        let directory = tempfile::tempdir().unwrap();
+        let log = directory.path().join("audit.log").to_string_lossy().to_string();
+        let mut vars = production_vars(&log);
+        vars.push(("JWT_SECRET_KEY_PREVIOUS", "a".repeat(32)));
+
+        let error = Config::from_vars(vars).unwrap_err();
+
+        assert_eq!(error.variable, "JWT_SECRET_KEY_PREVIOUS");
+        assert!(
+            !error.to_string().contains(&"a".repeat(32)),
+            "no secret echoed: {error}"
+        );
+    }
+
+    #[test]
+    fn production_rejects_trusted_proxies_of_every_address() {
+        let directory = tempfile::tempdir().unwrap();
+        let log = directory.path().join("audit.log").to_string_lossy().to_string();
+        for catch_all in ["0.0.0.0/0", "10.0.0.1,::/0"] {
+            let mut vars = production_vars(&log);
+            vars.retain(|(name, _)| *name != "TRUSTED_PROXIES");
+            vars.push(("TRUSTED_PROXIES", catch_all.into()));
+
+            let error = Config::from_vars(vars).unwrap_err();
+
+            assert_eq!(error.variable, "TRUSTED_PROXIES", "{catch_all}");
+        }
     }
 
     #[test]

@@ -184,3 +184,24 @@ fn production_start_refused_without_writable_audit_log() {
     assert!(stderr.contains("AUDIT_LOG_FILE"), "{stderr}");
     assert!(stderr.contains("Fix:"), "{stderr}");
 }
+
+#[test]
+fn check_config_fails_weak_previous_jwt_key_and_catch_all_proxies() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let weak_previous = "b".repeat(40);
+
+    let (output, stdout) = check_config(&[
+        ("HYPER_REGISTRY_ENV", "production"),
+        ("DATA_DIR", data_dir.path().to_str().unwrap()),
+        ("JWT_SECRET_KEY", STRONG_JWT),
+        ("JWT_SECRET_KEY_PREVIOUS", &weak_previous),
+        ("ENCRYPTION_KEY", ENCRYPTION_KEY),
+        ("TRUSTED_PROXIES", "0.0.0.0/0"),
+        ("TLS_TERMINATED_BY_PROXY", "true"),
+    ]);
+
+    assert!(!output.status.success(), "exit non-zero:\n{stdout}");
+    assert_eq!(verdict(&stdout, "strong JWT secret key"), "FAIL");
+    assert_eq!(verdict(&stdout, "trusted proxies"), "FAIL");
+    assert!(!stdout.contains(&weak_previous), "no secret echoed");
+}

@@ -677,3 +677,69 @@ async fn invalid_key_burst_raises_high_event() {
     let burst = lines.iter().find(|line| line["event_type"] == "api_key_burst").unwrap();
     assert_eq!(burst["severity"], "high");
 }
+
+#[tokio::test]
+async fn key_admin_cannot_mint_a_key_with_an_administrators_permissions() {
+    let app = TestApp::spawn().await;
+    let role = json!({"name": "key_admin", "permissions": ["read", "keys:admin"]});
+    let created = app.post_json("/api/v1/admin/roles", &app.admin_token, &role).await;
+    assert_eq!(created.status(), 201);
+    let (_, helpdesk) = app.create_user("helpdesk", &["key_admin"]).await;
+    let me: Value = app.get("/auth/me", &app.admin_token).await.json().await.unwrap();
+    let admin_id = me["id"].as_str().unwrap();
+
+    let by_default = app
+        .post_json(
+            "/api/v1/keys",
+            &helpdesk,
+            &json!({"name": "quiet", "user_id": admin_id}),
+        )
+        .await;
+    let explicit = app
+        .post_json(
+            "/api/v1/keys",
+            &helpdesk,
+            &json!({"name": "broad", "user_id": admin_id, "permissions": ["users:admin"]}),
+        )
+        .await;
+    let within_own = app
+        .post_json(
+            "/api/v1/keys",
+            &helpdesk,
+            &json!({"name": "reader", "user_id": admin_id, "permissions": ["read"]}),
+        )
+        .await;
+
+    assert_eq!(by_default.status(), 403, "the owner's permissions by default");
+    assert_eq!(explicit.status(), 403, "an explicit permission the caller lacks");
+    assert_eq!(within_own.status(), 201, "permissions both hold");
+}
+
+#[tokio::test]
+async fn rotating_a_key_needs_every_permission_it_carries() {
+    let app = TestApp::spawn().await;
+    let (_, alice) = app.create_user("alice", &["user"]).await;
+    let limited = app
+        .create_api_key(
+            &alice,
+            &json!({"name": "limited", "permissions": ["read", "keys:manage"]}),
+        )
+        .await;
+    let writer = app
+        .create_api_key(
+            &alice,
+            &json!({"name": "writer", "permissions": ["read", "write", "delete"]}),
+        )
+        .await;
+    let rotate_path = format!("/api/v1/keys/{}/rotate", writer["id"].as_str().unwrap());
+
+    let with_limited_key = app
+        .request_with_key(Method::POST, &rotate_path, limited["key"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with_limited_key.status(), 403, "the limited key lacks write and delete");
+
+    let with_session = app.post_json(&rotate_path, &alice, &json!({})).await;
+    assert_eq!(with_session.status(), 201, "the owner holds every permission");
+}

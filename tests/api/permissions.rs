@@ -803,3 +803,36 @@ async fn self_inheritance_rejected() {
 
     assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
 }
+
+/// The permission is checked before the body is parsed, so that a caller
+/// without it gets 403 (and a permission-denial event) whatever it sends.
+#[tokio::test]
+async fn admin_routes_deny_before_reading_the_body() {
+    let app = TestApp::spawn().await;
+    let (_, viewer) = app.create_user("viewer-probe", &["viewer"]).await;
+    let routes = [
+        (Method::POST, "/api/v1/admin/users"),
+        (
+            Method::PATCH,
+            "/api/v1/admin/users/00000000-0000-0000-0000-000000000000",
+        ),
+        (Method::POST, "/api/v1/admin/roles"),
+        (Method::PUT, "/api/v1/admin/roles/some-role"),
+        (Method::POST, "/api/v1/admin/audit/events"),
+        (Method::POST, "/api/v1/admin/emergency"),
+        (Method::PUT, "/api/v1/admin/logging"),
+    ];
+
+    for (method, path) in routes {
+        for body in ["{}", "not json"] {
+            let response = app
+                .request(method.clone(), path, Some(&viewer))
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::FORBIDDEN, "{method} {path} with {body}");
+        }
+    }
+}

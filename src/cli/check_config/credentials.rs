@@ -29,7 +29,7 @@ pub(super) fn jwt_secret(config: &Config) -> Finding {
     };
     let length = key.expose().trim().chars().count();
     let distinct: std::collections::HashSet<char> = key.expose().chars().collect();
-    if length < 32 || distinct.len() < 8 {
+    if crate::config::is_weak_jwt_key(key.expose()) {
         return finding(
             ITEM,
             Verdict::Fail,
@@ -38,6 +38,19 @@ pub(super) fn jwt_secret(config: &Config) -> Finding {
                 distinct.len()
             ),
             fix,
+        );
+    }
+    let weak_previous = config
+        .jwt_secret_key_previous
+        .iter()
+        .filter(|key| crate::config::is_weak_jwt_key(key.expose()))
+        .count();
+    if weak_previous > 0 {
+        return finding(
+            ITEM,
+            Verdict::Fail,
+            format!("JWT_SECRET_KEY_PREVIOUS holds {weak_previous} weak key(s), which still verify tokens"),
+            Some("remove weak keys from JWT_SECRET_KEY_PREVIOUS once the tokens they signed have expired"),
         );
     }
     finding(

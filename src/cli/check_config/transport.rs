@@ -211,3 +211,34 @@ pub(super) fn admin_addresses(config: &Config) -> Finding {
         None,
     )
 }
+
+pub(super) fn trusted_proxies(config: &Config) -> Finding {
+    const ITEM: &str = "trusted proxies";
+    let proxies = &config.transport.trusted_proxies;
+    if proxies.is_empty() {
+        return finding(
+            ITEM,
+            Verdict::Pass,
+            "TRUSTED_PROXIES is empty: X-Forwarded-For is ignored",
+            None,
+        );
+    }
+    let list: Vec<String> = proxies.iter().map(ToString::to_string).collect();
+    if proxies.iter().any(|network| network.prefix_len() == 0) {
+        return finding(
+            ITEM,
+            Verdict::Fail,
+            format!(
+                "TRUSTED_PROXIES contains a network of every address, so any client chooses its own address: {}",
+                list.join(", ")
+            ),
+            Some("list only the addresses of your proxies or load balancers"),
+        );
+    }
+    finding(
+        ITEM,
+        Verdict::Pass,
+        format!("TRUSTED_PROXIES={}", list.join(", ")),
+        None,
+    )
+}
