@@ -17,6 +17,13 @@ use crate::app::users::whole_second_after;
 use crate::crypto::random_token;
 use crate::storage::{MfaRecord, RefreshTokenRecord, StorageError, User};
 
+/// A spent refresh token presented again within this many seconds of its
+/// spending counts as a race between two requests of the same client, not as
+/// theft: it fails with `invalid_token` and the family stays valid. A thief
+/// who replays a token inside this window gets no tokens either, but goes
+/// undetected for that attempt.
+const CONCURRENT_REFRESH_SECONDS: i64 = 2;
+
 /// The result of a refresh, with what the audit trail needs.
 pub struct RefreshOutcome {
     pub result: Result<TokenPair, AuthError>,
@@ -155,9 +162,14 @@ impl Authenticator {
         if record.revoked_at.is_some() {
             return outcome(Err(AuthError::InvalidToken), user_id, family);
         }
-        if record.spent_at.is_some() {
-            // Spent before this request began: the token was copied. Revoke
-            // its family so that neither the thief nor the victim keeps it.
+        if let Some(spent_at) = record.spent_at {
+            // Spent a moment ago: two requests of one client raced (a retry
+            // or two tabs). The other one won; this one just fails.
+            if now - spent_at < Duration::seconds(CONCURRENT_REFRESH_SECONDS) {
+                return outcome(Err(AuthError::InvalidToken), user_id, family);
+            }
+            // Spent earlier: the token was copied. Revoke its family so that
+            // neither the thief nor the victim keeps it.
             if let Err(error) = self.revoke_family(&record.family_id, now).await {
                 return outcome(Err(error), user_id, family);
             }

@@ -1,5 +1,6 @@
 //! Refresh-token rotation and reuse, logout, password change and MFA.
 
+use chrono::Duration;
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -74,6 +75,7 @@ async fn refresh_token_reused_revokes_family() {
     let other_device = login_pair(&app, "alice", USER_PASSWORD).await;
     let stolen = first["refresh_token"].as_str().unwrap().to_string();
     let second: Value = refresh(&app, &stolen).await.json().await.unwrap();
+    app.clock.advance(Duration::seconds(3));
 
     let reuse = refresh(&app, &stolen).await;
 
@@ -85,6 +87,23 @@ async fn refresh_token_reused_revokes_family() {
     assert_eq!(other.status(), 200, "another sign-in of the same user is untouched");
     let audit = app.audit_text().await;
     assert!(audit.contains("\"event_type\": \"refresh_token_reused\", \"action\": \"refresh_token_reused\", \"status\": \"denied\", \"severity\": \"high\""), "high audit event written");
+}
+
+#[tokio::test]
+async fn a_second_use_within_two_seconds_is_a_race_not_reuse() {
+    let app = TestApp::spawn().await;
+    app.create_user("alice", &["user"]).await;
+    let first = login_pair(&app, "alice", USER_PASSWORD).await;
+    let token = first["refresh_token"].as_str().unwrap().to_string();
+    let winner: Value = refresh(&app, &token).await.json().await.unwrap();
+    app.clock.advance(Duration::seconds(1));
+
+    let retry = refresh(&app, &token).await;
+
+    assert_eq!(retry.status(), 401);
+    assert_eq!(problem_code(retry).await, "invalid_token");
+    let next = refresh(&app, winner["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(next.status(), 200, "the winner's sign-in stays valid");
 }
 
 #[tokio::test]
@@ -468,6 +487,7 @@ async fn refresh_reuse_revokes_family_access_tokens() {
     let second: Value = refresh(&app, &stolen).await.json().await.unwrap();
     let access = second["access_token"].as_str().unwrap().to_string();
     assert_eq!(app.get("/auth/me", &access).await.status(), 200);
+    app.clock.advance(Duration::seconds(3));
 
     refresh(&app, &stolen).await;
 
