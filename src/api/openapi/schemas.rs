@@ -341,14 +341,29 @@ pub struct EntryInput {
 /// which removes nothing.
 #[derive(Serialize, ToSchema)]
 pub struct EntryPatch {
-    // `null` would remove a required member, which is always rejected.
-    #[schema(nullable = false)]
+    // Members other than objects replace the entry's, so they carry the
+    // rules of `EntryInput`. `null` for `name` or `category` would remove a
+    // required member, which is always rejected.
+    #[schema(
+        nullable = false,
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^(@[a-z0-9][a-z0-9._-]*/)?[a-z0-9][a-z0-9._-]*$"
+    )]
     pub name: Option<String>,
-    #[schema(nullable = false)]
+    #[schema(
+        nullable = false,
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[a-z0-9][a-z0-9._-]*$"
+    )]
     pub category: Option<String>,
+    #[schema(max_length = 256, pattern = r"^[^\x00-\x1F\x7F-\x9F]*$")]
     pub title: Option<String>,
+    #[schema(max_length = 8192, pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$")]
     pub description: Option<String>,
     pub status: Option<EntryStatus>,
+    #[schema(max_length = 64, pattern = r"^[^\x00-\x1F\x7F-\x9F]*$")]
     pub version: Option<String>,
     pub tags: Option<Vec<String>>,
     #[schema(additional_properties)]
