@@ -3,27 +3,33 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use chrono::SecondsFormat;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::context::record_change;
 use super::cursor;
 use super::error::{ApiError, ApiResult};
 use super::extract::{Authenticated, Context, JsonBody};
+use super::openapi::{
+    Conflict, Forbidden, NotFound, PayloadTooLarge, Unauthorized, UnprocessableContent, UnsupportedMediaType,
+    User as UserBody, UserPage,
+};
 use super::query::QueryPairs;
 use crate::app::accounts::{change_account, check_can_grant, AccountChange, AccountError};
 use crate::app::{create_user, AppState, CreateUserError, NewUser};
 use crate::config::SecretString;
 use crate::storage::{User, UserCursor};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/admin/users", get(list_users).post(create))
-        .route("/api/v1/admin/users/{id}", get(get_user).patch(update))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_users, create))
+        .routes(routes!(get_user, update))
 }
 
 fn user_view(user: &User, now: chrono::DateTime<chrono::Utc>) -> Value {
@@ -49,15 +55,37 @@ impl From<CreateUserError> for ApiError {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateUserRequest {
+    /// 1 to 256 characters without whitespace or control characters, often an e-mail address.
     username: String,
+    /// 8 to 128 characters, and not a common password.
+    #[schema(value_type = String, format = Password, min_length = 8, max_length = 128)]
     password: SecretString,
+    /// Defaults to `["user"]`. The caller must hold every permission these grant.
     #[serde(default)]
     roles: Option<Vec<String>>,
 }
 
+/// Creates a user.
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/users",
+    tag = "admin",
+    operation_id = "create_user",
+    security(("bearerAuth" = []), ("apiKey" = [])),
+    request_body = CreateUserRequest,
+    responses(
+        (status = 201, description = "Created.", body = UserBody),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = UnprocessableContent),
+    ),
+)]
 async fn create(
     State(state): State<AppState>,
     caller: Authenticated,
@@ -88,6 +116,23 @@ async fn create(
     Ok((StatusCode::CREATED, Json(user_view(&user, state.clock.now()))).into_response())
 }
 
+/// Lists users in creation order.
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/users",
+    tag = "admin",
+    security(("bearerAuth" = []), ("apiKey" = [])),
+    params(
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size, 20 by default."),
+        ("cursor" = Option<String>, Query, min_length = 1, description = "The `next_cursor` of the previous page."),
+    ),
+    responses(
+        (status = 200, description = "One page of users.", body = UserPage),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 422, response = UnprocessableContent),
+    ),
+)]
 async fn list_users(State(state): State<AppState>, caller: Authenticated, query: QueryPairs) -> ApiResult<Json<Value>> {
     caller.require("users:admin")?;
     query.only(&["limit", "cursor"])?;
@@ -129,6 +174,20 @@ async fn load_user(state: &AppState, raw_id: &str) -> ApiResult<User> {
         .ok_or_else(|| ApiError::NotFound("user not found".into()))
 }
 
+/// Returns one user.
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/users/{id}",
+    tag = "admin",
+    security(("bearerAuth" = []), ("apiKey" = [])),
+    params(("id" = String, Path, format = "uuid", description = "The user's id.")),
+    responses(
+        (status = 200, description = "The user.", body = UserBody),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+    ),
+)]
 async fn get_user(
     State(state): State<AppState>,
     caller: Authenticated,
@@ -139,13 +198,18 @@ async fn get_user(
     Ok(Json(user_view(&user, state.clock.now())))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UpdateUserRequest {
+    /// Replaces the user's roles. Users cannot change their own roles, and
+    /// the caller must hold every permission the new roles grant.
     #[serde(default)]
     roles: Option<Vec<String>>,
+    /// Disabling stops the user's tokens and keys at once. The last active
+    /// administrator cannot be disabled.
     #[serde(default)]
     disabled: Option<bool>,
+    /// `true` ends a lockout, and `false` does nothing.
     #[serde(default)]
     unlock: Option<bool>,
 }
@@ -161,6 +225,26 @@ impl From<AccountError> for ApiError {
     }
 }
 
+/// Changes a user's roles, disables or enables the user, or ends a lockout.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/admin/users/{id}",
+    tag = "admin",
+    operation_id = "update_user",
+    security(("bearerAuth" = []), ("apiKey" = [])),
+    params(("id" = String, Path, format = "uuid", description = "The user's id.")),
+    request_body = UpdateUserRequest,
+    responses(
+        (status = 200, description = "The changed user.", body = UserBody),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = UnprocessableContent),
+    ),
+)]
 async fn update(
     State(state): State<AppState>,
     caller: Authenticated,

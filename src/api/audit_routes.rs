@@ -4,25 +4,31 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::context::record_security_event;
 use super::cursor;
 use super::error::{ApiError, ApiResult};
 use super::extract::{Authenticated, Context, JsonBody};
+use super::openapi::{
+    AuditEventPage, AuditFilters, Forbidden, PayloadTooLarge, RecordedEvent, Severity as SeverityBody, Unauthorized,
+    UnprocessableContent, UnsupportedMediaType,
+};
 use super::query::QueryPairs;
 use crate::app::AppState;
 use crate::audit::{Severity, Status};
 use crate::storage::audit::AuditQuery;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/admin/audit", get(query_events))
-        .route("/api/v1/admin/audit/events", post(record_event))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(query_events))
+        .routes(routes!(record_event))
 }
 
 fn timestamp(query: &QueryPairs, name: &str) -> ApiResult<Option<DateTime<Utc>>> {
@@ -84,6 +90,20 @@ fn audit_query(state: &AppState, query: &QueryPairs) -> ApiResult<AuditQuery> {
     })
 }
 
+/// Queries the database copy of the audit trail, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/audit",
+    tag = "admin",
+    security(("bearerAuth" = []), ("apiKey" = [])),
+    params(AuditFilters),
+    responses(
+        (status = 200, description = "One page of events.", body = AuditEventPage),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 422, response = UnprocessableContent),
+    ),
+)]
 async fn query_events(
     State(state): State<AppState>,
     caller: Authenticated,
@@ -109,13 +129,22 @@ async fn query_events(
     })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
+#[schema(as = ManualEventRequest)]
 #[serde(deny_unknown_fields)]
 struct ManualEvent {
+    /// 1 to 64 characters of a-z, 0-9, `_` and `.`, starting with a letter,
+    /// and not one of the event types that the server itself writes.
+    #[schema(min_length = 1, max_length = 64, pattern = "^[a-z][a-z0-9_.]*$")]
     event_type: String,
+    #[schema(value_type = SeverityBody)]
     severity: String,
+    /// 1 to 2000 characters, with line feed as the only control character allowed.
+    #[schema(min_length = 1, max_length = 2000, pattern = r"^[^\x00-\x09\x0B-\x1F\x7F-\x9F]*$")]
     description: String,
+    /// The user the event is about: 1 to 128 letters, digits and `-_.@:`.
     #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9._@:-]{1,128}$")]
     user_id: Option<String>,
 }
 
@@ -129,6 +158,21 @@ fn validate(body: &ManualEvent) -> ApiResult<Severity> {
 /// Records an operator's note or manual security event. The event names
 /// the user it is about; the operator is named in the description and in
 /// the access event of the same request id.
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/audit/events",
+    tag = "admin",
+    security(("bearerAuth" = []), ("apiKey" = [])),
+    request_body = ManualEvent,
+    responses(
+        (status = 201, description = "Recorded, on disk before this response.", body = RecordedEvent),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = UnprocessableContent),
+    ),
+)]
 async fn record_event(
     State(state): State<AppState>,
     caller: Authenticated,

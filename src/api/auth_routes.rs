@@ -3,14 +3,20 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::context::{record_security_event, SharedContext};
 use super::error::{ApiError, ApiResult};
 use super::extract::{Authenticated, Context, JsonBody};
+use super::openapi::{
+    Conflict, Forbidden, Locked, Me, MfaSetup, PayloadTooLarge, RecoveryCodes, TokenPair as TokenPairBody,
+    Unauthorized, UnprocessableContent, UnsupportedMediaType,
+};
 use crate::app::AppState;
 use crate::audit::{Severity, Status};
 use crate::auth::sessions::MfaError;
@@ -19,16 +25,16 @@ use crate::config::SecretString;
 use crate::crypto::sha256_hex;
 use crate::ratelimit::Limit;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/auth/login", post(login))
-        .route("/auth/refresh", post(refresh))
-        .route("/auth/logout", post(logout))
-        .route("/auth/me", get(me))
-        .route("/auth/password", post(change_password))
-        .route("/auth/mfa/setup", post(mfa_setup))
-        .route("/auth/mfa/confirm", post(mfa_confirm))
-        .route("/auth/mfa/disable", post(mfa_disable))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(login))
+        .routes(routes!(refresh))
+        .routes(routes!(logout))
+        .routes(routes!(me))
+        .routes(routes!(change_password))
+        .routes(routes!(mfa_setup))
+        .routes(routes!(mfa_confirm))
+        .routes(routes!(mfa_disable))
 }
 
 impl<'de> Deserialize<'de> for SecretString {
@@ -77,17 +83,43 @@ async fn audit_security(
     record_security_event(state, event).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct LoginRequest {
     username: String,
+    #[schema(value_type = String, format = Password)]
     password: SecretString,
+    /// The current code of the user's authenticator, when MFA is enabled.
     #[serde(default)]
+    #[schema(value_type = Option<String>, format = Password)]
     totp_code: Option<SecretString>,
+    /// One of the user's unused recovery codes, in place of `totp_code`.
     #[serde(default)]
+    #[schema(value_type = Option<String>, format = Password)]
     recovery_code: Option<SecretString>,
 }
 
+/// Signs in with a password and, when MFA is enabled, a second factor.
+///
+/// Failures look the same whether the user exists or not. Besides the
+/// client's rate limit, each username has its own budget of
+/// `LOGIN_RATE_LIMIT_PER_MINUTE` attempts.
+#[utoipa::path(
+    post,
+    path = "/auth/login",
+    tag = "sessions",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Signed in.", body = TokenPairBody,
+            headers(("Cache-Control" = String, description = "`no-store`"))),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = UnprocessableContent),
+        (status = 423, response = Locked),
+    ),
+)]
 async fn login(
     State(state): State<AppState>,
     Context(context): Context,
@@ -194,12 +226,31 @@ async fn login(
     Ok(token_body(&tokens))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RefreshRequest {
+    #[schema(value_type = String, format = Password)]
     refresh_token: SecretString,
 }
 
+/// Exchanges a refresh token for a new pair and spends it.
+///
+/// A refresh token presented a second time is treated as stolen: its whole
+/// sign-in is revoked and the request gets 401 `refresh_token_reused`.
+#[utoipa::path(
+    post,
+    path = "/auth/refresh",
+    tag = "sessions",
+    request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "A new pair of tokens.", body = TokenPairBody,
+            headers(("Cache-Control" = String, description = "`no-store`"))),
+        (status = 401, response = Unauthorized),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = UnprocessableContent),
+    ),
+)]
 async fn refresh(
     State(state): State<AppState>,
     Context(context): Context,
@@ -254,6 +305,17 @@ async fn refresh(
     Ok(token_body(&tokens))
 }
 
+/// Revokes the presented access token and every token of its sign-in.
+#[utoipa::path(
+    post,
+    path = "/auth/logout",
+    tag = "sessions",
+    security(("bearerAuth" = []), ("apiKey" = [])),
+    responses(
+        (status = 204, description = "Signed out."),
+        (status = 401, response = Unauthorized),
+    ),
+)]
 async fn logout(
     State(state): State<AppState>,
     caller: Authenticated,
@@ -274,6 +336,17 @@ async fn logout(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Returns the caller's identity and effective permissions.
+#[utoipa::path(
+    get,
+    path = "/auth/me",
+    tag = "sessions",
+    security(("bearerAuth" = []), ("apiKey" = [])),
+    responses(
+        (status = 200, description = "The caller.", body = Me),
+        (status = 401, response = Unauthorized),
+    ),
+)]
 async fn me(caller: Authenticated) -> Json<Value> {
     let principal = caller.0;
     let mut body = json!({
@@ -292,13 +365,37 @@ async fn me(caller: Authenticated) -> Json<Value> {
     Json(body)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PasswordRequest {
+    #[schema(value_type = String, format = Password)]
     current_password: SecretString,
+    /// 8 to 128 characters, and not a common password.
+    #[schema(value_type = String, format = Password, min_length = 8, max_length = 128)]
     new_password: SecretString,
 }
 
+/// Changes the caller's password and revokes every other session.
+///
+/// Needs a signed-in session, not an API key. A wrong `current_password`
+/// counts towards the account lockout like a failed login.
+#[utoipa::path(
+    post,
+    path = "/auth/password",
+    tag = "sessions",
+    security(("bearerAuth" = []), ("apiKey" = [])),
+    request_body = PasswordRequest,
+    responses(
+        (status = 200, description = "Changed. The body is a new pair of tokens for this session.", body = TokenPairBody,
+            headers(("Cache-Control" = String, description = "`no-store`"))),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = UnprocessableContent),
+        (status = 423, response = Locked),
+    ),
+)]
 async fn change_password(
     State(state): State<AppState>,
     caller: Authenticated,
@@ -354,6 +451,21 @@ fn require_session(principal: &crate::auth::Principal) -> ApiResult<()> {
     Ok(())
 }
 
+/// Starts TOTP enrolment with a new secret, pending until confirmed.
+///
+/// Needs a signed-in session, not an API key.
+#[utoipa::path(
+    post,
+    path = "/auth/mfa/setup",
+    tag = "sessions",
+    security(("bearerAuth" = []), ("apiKey" = [])),
+    responses(
+        (status = 200, description = "The new secret.", body = MfaSetup),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 409, response = Conflict),
+    ),
+)]
 async fn mfa_setup(
     State(state): State<AppState>,
     caller: Authenticated,
@@ -375,12 +487,34 @@ async fn mfa_setup(
     Ok(Json(json!({ "secret": secret, "otpauth_uri": uri })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
+#[schema(as = MfaConfirmRequest)]
 #[serde(deny_unknown_fields)]
 struct ConfirmRequest {
+    /// A current code from the pending secret.
+    #[schema(value_type = String, format = Password)]
     code: SecretString,
 }
 
+/// Enables MFA with a code from the pending secret.
+///
+/// Needs a signed-in session, not an API key.
+#[utoipa::path(
+    post,
+    path = "/auth/mfa/confirm",
+    tag = "sessions",
+    security(("bearerAuth" = []), ("apiKey" = [])),
+    request_body = ConfirmRequest,
+    responses(
+        (status = 200, description = "MFA is enabled. The recovery codes are shown only here.", body = RecoveryCodes),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = UnprocessableContent),
+    ),
+)]
 async fn mfa_confirm(
     State(state): State<AppState>,
     caller: Authenticated,
@@ -403,13 +537,38 @@ async fn mfa_confirm(
     Ok(Json(json!({ "recovery_codes": codes })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
+#[schema(as = MfaDisableRequest)]
 #[serde(deny_unknown_fields)]
 struct DisableRequest {
+    #[schema(value_type = String, format = Password)]
     password: SecretString,
+    /// A current TOTP code.
+    #[schema(value_type = String, format = Password)]
     code: SecretString,
 }
 
+/// Disables MFA with the password and a current code.
+///
+/// Needs a signed-in session, not an API key. A wrong password counts
+/// towards the account lockout like a failed login.
+#[utoipa::path(
+    post,
+    path = "/auth/mfa/disable",
+    tag = "sessions",
+    security(("bearerAuth" = []), ("apiKey" = [])),
+    request_body = DisableRequest,
+    responses(
+        (status = 204, description = "MFA is disabled."),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = UnprocessableContent),
+        (status = 423, response = Locked),
+    ),
+)]
 async fn mfa_disable(
     State(state): State<AppState>,
     caller: Authenticated,

@@ -3,31 +3,30 @@
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::{json, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::cursor;
 use super::error::{ApiError, ApiResult};
 use super::extract::{Authenticated, JsonValue};
+use super::openapi::{
+    Analytics, Conflict, Entry, EntryFilters, EntryInput, EntryPage, EntryPatch, Forbidden, NotFound, PayloadTooLarge,
+    PreconditionFailed, SearchPage, Unauthorized, UnprocessableContent, UnsupportedMediaType,
+};
 use super::query::QueryPairs;
 use crate::app::AppState;
 use crate::registry::{validate_slug, EntryView, STATUSES};
 use crate::storage::{EntryCursor, EntryFilter};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/registry/entries", get(list_entries).post(create_entry))
-        .route(
-            "/api/v1/registry/entries/{id}",
-            get(get_entry)
-                .put(replace_entry)
-                .patch(patch_entry)
-                .delete(delete_entry),
-        )
-        .route("/api/v1/registry/search", get(search_entries))
-        .route("/api/v1/registry/analytics", get(analytics))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_entries, create_entry))
+        .routes(routes!(get_entry, replace_entry, patch_entry, delete_entry))
+        .routes(routes!(search_entries))
+        .routes(routes!(analytics))
 }
 
 /// Parses an entry id from the path; anything but a UUID is a 404 (it cannot
@@ -90,6 +89,26 @@ fn filter(query: &QueryPairs) -> ApiResult<EntryFilter> {
     })
 }
 
+/// Creates an entry owned by the caller.
+#[utoipa::path(
+    post,
+    path = "/api/v1/registry/entries",
+    tag = "registry",
+    security(("bearerAuth" = []), ("apiKey" = [])),
+    request_body = EntryInput,
+    responses(
+        (status = 201, description = "Created.", body = Entry, headers(
+            ("Location" = String, description = "The entry's URL path."),
+            ("ETag" = String, description = "The entry's revision as a strong entity tag."),
+        )),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = UnprocessableContent),
+    ),
+)]
 async fn create_entry(
     State(state): State<AppState>,
     caller: Authenticated,
@@ -105,6 +124,22 @@ async fn create_entry(
     Ok(response)
 }
 
+/// Returns one entry.
+#[utoipa::path(
+    get,
+    path = "/api/v1/registry/entries/{id}",
+    tag = "registry",
+    security(("bearerAuth" = []), ("apiKey" = [])),
+    params(("id" = String, Path, format = "uuid", description = "The entry's id.")),
+    responses(
+        (status = 200, description = "The entry.", body = Entry, headers(
+            ("ETag" = String, description = "The entry's revision as a strong entity tag."),
+        )),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+    ),
+)]
 async fn get_entry(
     State(state): State<AppState>,
     caller: Authenticated,
@@ -115,6 +150,34 @@ async fn get_entry(
     Ok(with_etag(StatusCode::OK, view))
 }
 
+/// Replaces an entry's content.
+///
+/// Needs `write` on one's own entry, or `entries:manage` on any.
+#[utoipa::path(
+    put,
+    path = "/api/v1/registry/entries/{id}",
+    tag = "registry",
+    security(("bearerAuth" = []), ("apiKey" = [])),
+    params(
+        ("id" = String, Path, format = "uuid", description = "The entry's id."),
+        ("If-Match" = Option<String>, Header, nullable = false,
+            description = "Apply only if one of these entity tags (or `*`) matches the entry's `ETag`."),
+    ),
+    request_body = EntryInput,
+    responses(
+        (status = 200, description = "The replaced entry.", body = Entry, headers(
+            ("ETag" = String, description = "The entry's new revision as a strong entity tag."),
+        )),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 412, response = PreconditionFailed),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = UnprocessableContent),
+    ),
+)]
 async fn replace_entry(
     State(state): State<AppState>,
     caller: Authenticated,
@@ -133,6 +196,37 @@ async fn replace_entry(
     Ok(with_etag(StatusCode::OK, view))
 }
 
+/// Changes an entry with a JSON merge patch (RFC 7396).
+///
+/// Needs `write` on one's own entry, or `entries:manage` on any.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/registry/entries/{id}",
+    tag = "registry",
+    security(("bearerAuth" = []), ("apiKey" = [])),
+    params(
+        ("id" = String, Path, format = "uuid", description = "The entry's id."),
+        ("If-Match" = Option<String>, Header, nullable = false,
+            description = "Apply only if one of these entity tags (or `*`) matches the entry's `ETag`."),
+    ),
+    request_body(content(
+        (EntryPatch = "application/merge-patch+json"),
+        (EntryPatch = "application/json"),
+    )),
+    responses(
+        (status = 200, description = "The changed entry.", body = Entry, headers(
+            ("ETag" = String, description = "The entry's new revision as a strong entity tag."),
+        )),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 412, response = PreconditionFailed),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = UnprocessableContent),
+    ),
+)]
 async fn patch_entry(
     State(state): State<AppState>,
     caller: Authenticated,
@@ -151,6 +245,28 @@ async fn patch_entry(
     Ok(with_etag(StatusCode::OK, view))
 }
 
+/// Deletes an entry.
+///
+/// Needs `delete` on one's own entry, or `entries:manage` on any.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/registry/entries/{id}",
+    tag = "registry",
+    security(("bearerAuth" = []), ("apiKey" = [])),
+    params(
+        ("id" = String, Path, format = "uuid", description = "The entry's id."),
+        ("If-Match" = Option<String>, Header, nullable = false,
+            description = "Delete only if one of these entity tags (or `*`) matches the entry's `ETag`."),
+    ),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 412, response = PreconditionFailed),
+        (status = 422, response = UnprocessableContent),
+    ),
+)]
 async fn delete_entry(
     State(state): State<AppState>,
     caller: Authenticated,
@@ -168,6 +284,20 @@ async fn delete_entry(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Lists entries in creation order.
+#[utoipa::path(
+    get,
+    path = "/api/v1/registry/entries",
+    tag = "registry",
+    security(("bearerAuth" = []), ("apiKey" = [])),
+    params(EntryFilters),
+    responses(
+        (status = 200, description = "One page of entries.", body = EntryPage),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 422, response = UnprocessableContent),
+    ),
+)]
 async fn list_entries(
     State(state): State<AppState>,
     caller: Authenticated,
@@ -194,6 +324,24 @@ async fn list_entries(
 /// Longest accepted search query, in characters.
 const MAX_QUERY_CHARS: usize = 256;
 
+/// Searches name, title, description and tags, best match first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/registry/search",
+    tag = "registry",
+    security(("bearerAuth" = []), ("apiKey" = [])),
+    params(
+        ("q" = String, Query, min_length = 1, max_length = 256,
+            description = "The words to look for, with at least one character that is not whitespace."),
+        EntryFilters,
+    ),
+    responses(
+        (status = 200, description = "One page of hits.", body = SearchPage),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 422, response = UnprocessableContent),
+    ),
+)]
 async fn search_entries(
     State(state): State<AppState>,
     caller: Authenticated,
@@ -231,6 +379,19 @@ async fn search_entries(
 /// Days covered by `created_per_day`.
 const ANALYTICS_DAYS: u32 = 30;
 
+/// Returns counts over the whole registry.
+#[utoipa::path(
+    get,
+    path = "/api/v1/registry/analytics",
+    tag = "registry",
+    security(("bearerAuth" = []), ("apiKey" = [])),
+    responses(
+        (status = 200, description = "The counts.", body = Analytics),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 422, response = UnprocessableContent),
+    ),
+)]
 async fn analytics(State(state): State<AppState>, caller: Authenticated, query: QueryPairs) -> ApiResult<Json<Value>> {
     caller.require("analytics:read")?;
     query.only(&[])?;

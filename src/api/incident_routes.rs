@@ -3,26 +3,28 @@
 //! both are audited.
 
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use chrono::{Duration, SecondsFormat};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::context::record_security_event;
 use super::error::{ApiError, ApiResult};
 use super::extract::{Authenticated, Context, JsonBody};
+use super::openapi::{
+    EmergencyState, Forbidden, LogLevel, PayloadTooLarge, Unauthorized, UnprocessableContent, UnsupportedMediaType,
+};
 use crate::app::AppState;
 use crate::audit::{Severity, Status};
 use crate::incident::Emergency;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/api/v1/admin/emergency",
-            get(show_emergency).post(start_emergency).delete(lift_emergency),
-        )
-        .route("/api/v1/admin/logging", get(show_logging).put(set_logging))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(show_emergency, start_emergency, lift_emergency))
+        .routes(routes!(show_logging, set_logging))
 }
 
 pub fn emergency_view(emergency: Option<&Emergency>) -> Value {
@@ -39,6 +41,18 @@ pub fn emergency_view(emergency: Option<&Emergency>) -> Value {
     }
 }
 
+/// Returns whether emergency mode is on, and its settings.
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/emergency",
+    tag = "admin",
+    security(("bearerAuth" = []), ("apiKey" = [])),
+    responses(
+        (status = 200, description = "Emergency mode.", body = EmergencyState),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+    ),
+)]
 async fn show_emergency(State(state): State<AppState>, caller: Authenticated) -> ApiResult<Json<Value>> {
     caller.require("security:admin")?;
     Ok(Json(emergency_view(
@@ -46,15 +60,37 @@ async fn show_emergency(State(state): State<AppState>, caller: Authenticated) ->
     )))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct EmergencyRequest {
+    /// The rate, also the burst, of every client without `security:admin`.
+    #[schema(minimum = 1, maximum = 1_000_000)]
     rate_limit_per_minute: u32,
+    /// 1 to 500 characters without control characters.
+    #[schema(min_length = 1, max_length = 500, pattern = r"^[^\x00-\x1F\x7F-\x9F]*$")]
     reason: String,
+    /// Minutes until the emergency ends by itself, at most a week. Without it, it lasts until lifted.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 10080)]
     duration_minutes: Option<u32>,
 }
 
+/// Starts emergency mode, or replaces the settings of the one in force.
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/emergency",
+    tag = "admin",
+    security(("bearerAuth" = []), ("apiKey" = [])),
+    request_body = EmergencyRequest,
+    responses(
+        (status = 200, description = "Emergency mode is on.", body = EmergencyState),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = UnprocessableContent),
+    ),
+)]
 async fn start_emergency(
     State(state): State<AppState>,
     caller: Authenticated,
@@ -97,6 +133,18 @@ async fn start_emergency(
     Ok(Json(emergency_view(Some(&emergency))))
 }
 
+/// Lifts emergency mode. Lifting it when it is off changes nothing.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/admin/emergency",
+    tag = "admin",
+    security(("bearerAuth" = []), ("apiKey" = [])),
+    responses(
+        (status = 200, description = "Emergency mode is off.", body = EmergencyState),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+    ),
+)]
 async fn lift_emergency(
     State(state): State<AppState>,
     caller: Authenticated,
@@ -124,17 +172,49 @@ fn current_level(state: &AppState) -> String {
         .unwrap_or_else(|| state.config.log_level.clone())
 }
 
+/// Returns the log level in force.
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/logging",
+    tag = "admin",
+    security(("bearerAuth" = []), ("apiKey" = [])),
+    responses(
+        (status = 200, description = "The log level.", body = LogLevel),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+    ),
+)]
 async fn show_logging(State(state): State<AppState>, caller: Authenticated) -> ApiResult<Json<Value>> {
     caller.require("security:admin")?;
     Ok(Json(json!({ "level": current_level(&state) })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct LoggingRequest {
+    /// `trace`, `debug`, `info`, `warn` or `error`, in any case.
+    #[schema(
+        pattern = "^([Tt][Rr][Aa][Cc][Ee]|[Dd][Ee][Bb][Uu][Gg]|[Ii][Nn][Ff][Oo]|[Ww][Aa][Rr][Nn]|[Ee][Rr][Rr][Oo][Rr])$"
+    )]
     level: String,
 }
 
+/// Changes the log level at run time, without a restart.
+#[utoipa::path(
+    put,
+    path = "/api/v1/admin/logging",
+    tag = "admin",
+    security(("bearerAuth" = []), ("apiKey" = [])),
+    request_body = LoggingRequest,
+    responses(
+        (status = 200, description = "The new log level, in lowercase.", body = LogLevel),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = UnprocessableContent),
+    ),
+)]
 async fn set_logging(
     State(state): State<AppState>,
     caller: Authenticated,

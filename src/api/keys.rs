@@ -4,16 +4,22 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
-use axum::{Json, Router};
+use axum::Json;
 use chrono::SecondsFormat;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::context::record_change;
 use super::error::{ApiError, ApiResult};
 use super::extract::{from_value, parse_json, Authenticated, Context, JsonBody};
+use super::openapi::{
+    nullable_uuid_input, ApiKeyList, CreatedApiKey, Forbidden, KeyFilters, NotFound, PayloadTooLarge, PermissionName,
+    Unauthorized, UnprocessableContent, UnsupportedMediaType,
+};
 use super::query::QueryPairs;
 use crate::app::AppState;
 use crate::auth::api_key::display_prefix;
@@ -21,11 +27,11 @@ use crate::auth::keys::{create_key, find_manageable_key, rotate_key, KeyError, K
 use crate::auth::Principal;
 use crate::storage::ApiKeyRecord;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/keys", get(list_keys).post(create))
-        .route("/api/v1/keys/{id}", delete(revoke))
-        .route("/api/v1/keys/{id}/rotate", post(rotate))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_keys, create))
+        .routes(routes!(revoke))
+        .routes(routes!(rotate))
 }
 
 impl From<KeyError> for ApiError {
@@ -68,20 +74,53 @@ fn manage_permission(principal: &Principal) -> ApiResult<bool> {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateKeyRequest {
+    /// 1 to 128 characters after trimming, without control characters.
+    #[schema(min_length = 1)]
     name: String,
+    /// A subset of the owner's permissions. Without it the key acts with the
+    /// owner's current permissions, or, when an API key creates it, with
+    /// that key's.
     #[serde(default)]
+    #[schema(value_type = Option<Vec<PermissionName>>)]
     permissions: Option<Vec<String>>,
+    /// From 1 to `API_KEY_MAX_EXPIRE_DAYS`, `API_KEY_EXPIRE_DAYS` by default.
     #[serde(default)]
+    #[schema(minimum = 1)]
     expires_in_days: Option<u32>,
+    /// Requests per minute, also the burst. Above `RATE_LIMIT_PER_MINUTE` it needs `keys:admin`.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 1_000_000)]
     rate_limit_per_minute: Option<u32>,
+    /// The owner, when not the caller, which needs `keys:admin`.
     #[serde(default)]
+    #[schema(schema_with = nullable_uuid_input)]
     user_id: Option<Uuid>,
 }
 
+/// Creates an API key.
+///
+/// Needs `keys:manage` for one's own keys and `keys:admin` for anyone's.
+#[utoipa::path(
+    post,
+    path = "/api/v1/keys",
+    tag = "keys",
+    operation_id = "create_api_key",
+    security(("bearerAuth" = []), ("apiKey" = [])),
+    request_body = CreateKeyRequest,
+    responses(
+        (status = 201, description = "Created. `key` is shown only in this response.", body = CreatedApiKey,
+            headers(("Cache-Control" = String, description = "`no-store`"))),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = UnprocessableContent),
+    ),
+)]
 async fn create(
     State(state): State<AppState>,
     caller: Authenticated,
@@ -157,6 +196,21 @@ fn current_pepper(state: &AppState) -> ApiResult<[u8; 32]> {
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no API key pepper configured")))
 }
 
+/// Lists the caller's API keys, or with `keys:admin` everyone's.
+#[utoipa::path(
+    get,
+    path = "/api/v1/keys",
+    tag = "keys",
+    operation_id = "list_api_keys",
+    security(("bearerAuth" = []), ("apiKey" = [])),
+    params(KeyFilters),
+    responses(
+        (status = 200, description = "The keys.", body = ApiKeyList),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 422, response = UnprocessableContent),
+    ),
+)]
 async fn list_keys(State(state): State<AppState>, caller: Authenticated, query: QueryPairs) -> ApiResult<Json<Value>> {
     let principal = caller.0;
     let admin = manage_permission(&principal)?;
@@ -178,10 +232,13 @@ async fn list_keys(State(state): State<AppState>, caller: Authenticated, query: 
     ))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
+#[schema(as = RotateKeyRequest)]
 #[serde(deny_unknown_fields)]
 struct RotateRequest {
+    /// Hours that the old key keeps working. 0, the default, revokes it at once.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 720)]
     grace_period_hours: Option<u32>,
 }
 
@@ -200,6 +257,28 @@ fn require_caller_holds(principal: &Principal, granted: &[String]) -> ApiResult<
     }
 }
 
+/// Replaces an API key with a new one of the same settings.
+///
+/// The body is optional. The old key stops working after the grace period.
+/// A revoked, expired or already rotated key cannot be rotated (422).
+#[utoipa::path(
+    post,
+    path = "/api/v1/keys/{id}/rotate",
+    tag = "keys",
+    operation_id = "rotate_api_key",
+    security(("bearerAuth" = []), ("apiKey" = [])),
+    params(("id" = String, Path, description = "The key id.")),
+    request_body = Option<RotateRequest>,
+    responses(
+        (status = 201, description = "The new key. `key` is shown only in this response.", body = CreatedApiKey,
+            headers(("Cache-Control" = String, description = "`no-store`"))),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 413, response = PayloadTooLarge),
+        (status = 422, response = UnprocessableContent),
+    ),
+)]
 async fn rotate(
     State(state): State<AppState>,
     caller: Authenticated,
@@ -238,6 +317,21 @@ async fn rotate(
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
+/// Revokes an API key at once.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/keys/{id}",
+    tag = "keys",
+    operation_id = "revoke_api_key",
+    security(("bearerAuth" = []), ("apiKey" = [])),
+    params(("id" = String, Path, description = "The key id.")),
+    responses(
+        (status = 204, description = "Revoked."),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+    ),
+)]
 async fn revoke(
     State(state): State<AppState>,
     caller: Authenticated,

@@ -25,7 +25,7 @@ const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 const API_KEY_HEADER: &str = "x-api-key";
 
 /// Routes that are neither rate-limited nor audited per request.
-fn is_unmetered(path: &str) -> bool {
+pub(super) fn is_unmetered(path: &str) -> bool {
     path == "/health" || path == "/ready"
 }
 

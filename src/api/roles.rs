@@ -3,14 +3,20 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::context::record_change;
 use super::error::{ApiError, ApiResult};
 use super::extract::{Authenticated, Context, JsonBody};
+use super::openapi::{
+    Conflict, CreateRoleRequest, Forbidden, NotFound, PayloadTooLarge, PermissionName, Role as RoleBody, RoleList,
+    Unauthorized, UnprocessableContent, UnsupportedMediaType,
+};
 use crate::app::roles::{
     check_custom_role, delete_role as delete_custom_role, effective_permissions, insert_role, validate_role,
     RoleDefinition, RoleError,
@@ -18,13 +24,10 @@ use crate::app::roles::{
 use crate::app::AppState;
 use crate::rbac::Role;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/admin/roles", get(list_roles).post(create_role))
-        .route(
-            "/api/v1/admin/roles/{name}",
-            get(get_role).put(replace_role).delete(delete_role),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_roles, create_role))
+        .routes(routes!(get_role, replace_role, delete_role))
 }
 
 impl From<RoleError> for ApiError {
@@ -54,18 +57,37 @@ fn role_view(state: &AppState, role: &Role) -> Value {
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RoleRequest {
+    /// When replacing, it may only repeat the path's name.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 64, pattern = "^[a-z][a-z0-9_-]*$")]
     name: Option<String>,
+    /// At most 1024 characters, without NUL.
     #[serde(default)]
+    #[schema(max_length = 1024)]
     description: Option<String>,
+    /// The caller must hold each.
+    #[schema(value_type = Vec<PermissionName>)]
     permissions: Vec<String>,
+    /// Names of existing roles whose permissions this one includes. A cycle is rejected.
     #[serde(default)]
     inherits: Vec<String>,
 }
 
+/// Lists every role, built-in ones included.
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/roles",
+    tag = "admin",
+    security(("bearerAuth" = []), ("apiKey" = [])),
+    responses(
+        (status = 200, description = "The roles, by name.", body = RoleList),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+    ),
+)]
 async fn list_roles(State(state): State<AppState>, caller: Authenticated) -> ApiResult<Json<Value>> {
     caller.require("roles:admin")?;
     let roles = state.auth.roles();
@@ -79,6 +101,20 @@ async fn list_roles(State(state): State<AppState>, caller: Authenticated) -> Api
     Ok(Json(json!({ "items": items, "next_cursor": null })))
 }
 
+/// Returns one role.
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/roles/{name}",
+    tag = "admin",
+    security(("bearerAuth" = []), ("apiKey" = [])),
+    params(("name" = String, Path, description = "The role's name.")),
+    responses(
+        (status = 200, description = "The role.", body = RoleBody),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+    ),
+)]
 async fn get_role(
     State(state): State<AppState>,
     caller: Authenticated,
@@ -92,6 +128,23 @@ async fn get_role(
     Ok(Json(role_view(&state, role)))
 }
 
+/// Creates a custom role.
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/roles",
+    tag = "admin",
+    security(("bearerAuth" = []), ("apiKey" = [])),
+    request_body = CreateRoleRequest,
+    responses(
+        (status = 201, description = "Created.", body = RoleBody),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = UnprocessableContent),
+    ),
+)]
 async fn create_role(
     State(state): State<AppState>,
     caller: Authenticated,
@@ -129,6 +182,24 @@ async fn create_role(
     Ok((StatusCode::CREATED, Json(role_view(&state, &role))).into_response())
 }
 
+/// Replaces a custom role's description, permissions and inherited roles.
+#[utoipa::path(
+    put,
+    path = "/api/v1/admin/roles/{name}",
+    tag = "admin",
+    security(("bearerAuth" = []), ("apiKey" = [])),
+    params(("name" = String, Path, description = "The role's name.")),
+    request_body = RoleRequest,
+    responses(
+        (status = 200, description = "The replaced role.", body = RoleBody),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = UnprocessableContent),
+    ),
+)]
 async fn replace_role(
     State(state): State<AppState>,
     caller: Authenticated,
@@ -167,6 +238,21 @@ async fn replace_role(
     Ok(Json(role_view(&state, &role)))
 }
 
+/// Deletes a custom role that no user or role refers to.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/admin/roles/{name}",
+    tag = "admin",
+    security(("bearerAuth" = []), ("apiKey" = [])),
+    params(("name" = String, Path, description = "The role's name.")),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+    ),
+)]
 async fn delete_role(
     State(state): State<AppState>,
     caller: Authenticated,

@@ -5,13 +5,18 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue};
 use axum::response::Response;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use futures::StreamExt;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::context::SharedContext;
 use super::error::{ApiError, ApiResult};
 use super::extract::{Authenticated, Context};
+use super::openapi::{
+    Forbidden, ImportReport as ImportReportBody, OnConflict, PayloadTooLarge, Unauthorized, UnprocessableContent,
+    UnsupportedMediaType,
+};
 use super::query::QueryPairs;
 use crate::app::AppState;
 use crate::audit::{Severity, Status};
@@ -25,10 +30,10 @@ pub const MAX_IMPORT_BYTES: u64 = 1 << 30;
 /// Entries fetched per page while exporting.
 const EXPORT_PAGE: u32 = 500;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/registry/import", post(import_entries))
-        .route("/api/v1/registry/export", get(export_entries))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(import_entries))
+        .routes(routes!(export_entries))
 }
 
 fn is_ndjson(request: &Request) -> bool {
@@ -44,6 +49,37 @@ fn is_ndjson(request: &Request) -> bool {
     )
 }
 
+/// Imports entries, one JSON object per line in the shape of an entry body.
+///
+/// Lines longer than `MAX_BODY_BYTES` and invalid lines are reported in
+/// `errors` and never stop the others. The whole body may be up to 1 GiB.
+#[utoipa::path(
+    post,
+    path = "/api/v1/registry/import",
+    tag = "registry",
+    security(("bearerAuth" = []), ("apiKey" = [])),
+    params(
+        ("on_conflict" = inline(Option<OnConflict>), Query,
+            description = "What to do with a line whose category and name exist: `skip` (the default) or \
+                           `update` (own entries only, unless the caller holds `entries:manage`)."),
+    ),
+    request_body(
+        description = "JSON Lines: one entry object per line.",
+        content(
+            (String = "application/x-ndjson"),
+            (String = "application/jsonl"),
+            (String = "application/json-lines"),
+        ),
+    ),
+    responses(
+        (status = 200, description = "What was created, updated, skipped and rejected.", body = ImportReportBody),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = UnprocessableContent),
+    ),
+)]
 async fn import_entries(
     State(state): State<AppState>,
     caller: Authenticated,
@@ -167,6 +203,24 @@ fn export_stream(
     })
 }
 
+/// Exports every entry the caller may read as JSON Lines.
+///
+/// Each line is an entry in the import format, without server-set fields,
+/// so an export can be imported again. `sensitive` appears only where the
+/// caller may see it.
+#[utoipa::path(
+    get,
+    path = "/api/v1/registry/export",
+    tag = "registry",
+    security(("bearerAuth" = []), ("apiKey" = [])),
+    responses(
+        (status = 200, description = "The entries, one JSON object per line.", body = String,
+            content_type = "application/x-ndjson"),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 422, response = UnprocessableContent),
+    ),
+)]
 async fn export_entries(
     State(state): State<AppState>,
     caller: Authenticated,

@@ -22,6 +22,7 @@ mod listing;
 mod log_secrets;
 mod login;
 mod metrics;
+mod openapi;
 mod perimeter;
 mod permissions;
 mod ratelimit;
