@@ -447,3 +447,38 @@ async fn multibyte_password_round_trips() {
         "one letter without its umlaut is a wrong password"
     );
 }
+
+#[tokio::test]
+async fn blank_or_control_passwords_rejected() {
+    let app = TestApp::spawn().await;
+    let cases = [
+        ("spaces", " ".repeat(8)),
+        ("nul", "\0".repeat(8)),
+        ("tab", "tab\tinside-password".to_string()),
+    ];
+
+    for (label, password) in cases {
+        let response = app
+            .post_json(
+                "/api/v1/admin/users",
+                &app.admin_token,
+                &json!({"username": format!("weak-{label}"), "password": password, "roles": ["user"]}),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY, "{label}");
+        assert_eq!(problem_code(response).await, "invalid_parameter", "{label}");
+    }
+
+    let with_spaces = app
+        .post_json(
+            "/api/v1/admin/users",
+            &app.admin_token,
+            &json!({"username": "spaced", "password": "correct horse battery staple", "roles": ["user"]}),
+        )
+        .await;
+    assert_eq!(
+        with_spaces.status(),
+        StatusCode::CREATED,
+        "spaces inside a password are allowed"
+    );
+}
