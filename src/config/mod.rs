@@ -270,6 +270,15 @@ impl Config {
             }
         }
 
+        let admin_username = vars.get("ADMIN_USERNAME").unwrap_or_else(|| "admin".into());
+        if !crate::app::users::is_valid_username(&admin_username) {
+            return Err(ConfigError {
+                variable: "ADMIN_USERNAME",
+                problem: format!("{admin_username:?} is not a valid username"),
+                fix: format!("choose another name: {}", crate::app::users::USERNAME_RULE),
+            });
+        }
+
         let config = Config {
             environment,
             bind_address,
@@ -311,7 +320,7 @@ impl Config {
                         .collect()
                 })
                 .unwrap_or_default(),
-            admin_username: vars.get("ADMIN_USERNAME").unwrap_or_else(|| "admin".into()),
+            admin_username,
             admin_password,
         };
         Ok(config)
@@ -509,6 +518,17 @@ mod tests {
         for bad in ["0", "1001", "many"] {
             let error = config(&[("API_KEY_MAX_PER_USER", bad)]).unwrap_err();
             assert_eq!(error.variable, "API_KEY_MAX_PER_USER", "{bad}");
+        }
+    }
+
+    #[test]
+    fn admin_username_outside_username_rule_rejected() {
+        assert_eq!(config(&[]).unwrap().admin_username, "admin");
+        assert!(config(&[("ADMIN_USERNAME", "root@example.com")]).is_ok());
+        for bad in ["ad min", "c\u{430}rol", &"x".repeat(65)] {
+            let error = config(&[("ADMIN_USERNAME", bad)]).unwrap_err();
+            assert_eq!(error.variable, "ADMIN_USERNAME", "{bad}");
+            assert!(error.fix.contains("ASCII letter"), "{error}");
         }
     }
 
