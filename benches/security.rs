@@ -141,6 +141,7 @@ async fn auth_fixture() -> AuthFixture {
         mfa_required_roles: Vec::new(),
         max_failed_attempts: 5,
         lockout_minutes: 15,
+        max_api_keys_per_user: 20,
     };
     let cipher: Arc<dyn Cipher> = Arc::new(AesGcmCipher::new(&[9u8; 32], &[]));
     let authenticator = Authenticator::new(store, signer, vec![PEPPER], clock, settings, cipher)

@@ -253,6 +253,7 @@ impl AppState {
             lockout_minutes: config.login_lockout_minutes,
             refresh_token_days: config.jwt_refresh_expire_days,
             mfa_required_roles: config.mfa_required_roles.clone(),
+            max_api_keys_per_user: config.api_key_max_per_user,
         };
         let auth = Authenticator::new(
             core.store.clone(),

@@ -40,6 +40,7 @@ impl From<KeyError> for ApiError {
             KeyError::Invalid(message) => ApiError::InvalidParameter(message),
             KeyError::Forbidden(message) => ApiError::Forbidden(message),
             KeyError::NotFound => ApiError::NotFound("API key not found".into()),
+            limit @ KeyError::LimitReached(_) => ApiError::Conflict("key_limit_reached", limit.to_string()),
             KeyError::Storage(storage) => storage.into(),
         }
     }

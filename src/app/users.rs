@@ -16,13 +16,13 @@ pub struct NewUser {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CreateUserError {
-    #[error("username must be 1 to 256 characters without spaces or control characters")]
+    #[error("{USERNAME_RULE}")]
     InvalidUsername,
     #[error(transparent)]
     Policy(#[from] PasswordPolicyError),
     #[error("unknown role `{0}`")]
     UnknownRole(String),
-    #[error("a user with this username already exists")]
+    #[error("a user with this username already exists (usernames are compared without regard to case)")]
     Exists,
     #[error(transparent)]
     Storage(StorageError),
@@ -30,10 +30,21 @@ pub enum CreateUserError {
     Hashing(#[source] anyhow::Error),
 }
 
-fn valid_username(username: &str) -> bool {
-    !username.is_empty()
-        && username.chars().count() <= 256
-        && !username.chars().any(|c| c.is_control() || c.is_whitespace())
+/// Longest accepted username, in characters (ASCII, so also in bytes).
+pub const MAX_USERNAME_CHARS: usize = 64;
+
+/// The username rule in words, for error messages.
+pub const USERNAME_RULE: &str =
+    "a username must be 1 to 64 characters, each an ASCII letter, a digit or one of `.`, `_`, `-`, `@`";
+
+/// Checks a new username against [`USERNAME_RULE`]. ASCII only, so that no
+/// two usernames look alike through characters of other scripts (Cyrillic
+/// `а` against Latin `a`). Accounts created before the rule keep working.
+pub fn is_valid_username(username: &str) -> bool {
+    (1..=MAX_USERNAME_CHARS).contains(&username.len())
+        && username
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'-' | b'@'))
 }
 
 /// The start of the current second: token `iat` claims are whole seconds, so
@@ -51,17 +62,27 @@ pub fn whole_second_after(time: DateTime<Utc>) -> DateTime<Utc> {
 /// Validates and stores a new user; `known_roles` lists the role names that exist.
 ///
 /// # Errors
-/// Invalid username, policy violation, unknown role, duplicate username.
+/// Invalid username, policy violation, unknown role, or a username that
+/// exists already, also with a different case.
 pub async fn create_user(
     store: &SharedStore,
     known_roles: &[String],
     new: NewUser,
     now: DateTime<Utc>,
 ) -> Result<User, CreateUserError> {
-    if !valid_username(&new.username) {
+    if !is_valid_username(&new.username) {
         return Err(CreateUserError::InvalidUsername);
     }
     check_policy(new.password.expose())?;
+    // NOTE: two concurrent creations that differ only in case can both pass
+    // this check. The unique index on `username` only catches exact duplicates.
+    if store
+        .username_taken_ignoring_case(&new.username)
+        .await
+        .map_err(CreateUserError::Storage)?
+    {
+        return Err(CreateUserError::Exists);
+    }
     if let Some(unknown) = new.roles.iter().find(|role| !known_roles.contains(role)) {
         return Err(CreateUserError::UnknownRole(unknown.chars().take(64).collect()));
     }
@@ -116,4 +137,42 @@ pub async fn ensure_admin(
     };
     create_user(store, &["admin".to_string()], new, now).await?;
     Ok(generated)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn username_accepts_documented_characters() {
+        for name in [
+            "admin",
+            "a",
+            "ana@example.com",
+            "ci_bot-2",
+            "First.Last",
+            &"x".repeat(64),
+        ] {
+            assert!(is_valid_username(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn username_rejects_other_characters() {
+        let cases = [
+            "",
+            "c\u{430}rol",
+            "caf\u{e9}",
+            "with space",
+            "tab\there",
+            "nul\0",
+            "user+tag@example.com",
+            "a/b",
+            "\u{ff41}dmin",
+        ];
+        for name in cases {
+            assert!(!is_valid_username(name), "{name:?}");
+        }
+        assert!(!is_valid_username(&"x".repeat(65)), "65 characters");
+    }
 }

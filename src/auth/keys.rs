@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::{api_key, Authenticator};
 use crate::rbac::{Permission, PermissionSet};
-use crate::storage::{ApiKeyRecord, StorageError, User};
+use crate::storage::{ApiKeyRecord, LimitedKeyInsert, StorageError, User};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -16,6 +16,12 @@ pub enum KeyError {
     Forbidden(String),
     #[error("API key not found")]
     NotFound,
+    /// The owner already has `API_KEY_MAX_PER_USER` live keys.
+    #[error(
+        "the key owner already has {0} live API keys, the maximum set by API_KEY_MAX_PER_USER; \
+         revoke a key that is no longer used, then try again"
+    )]
+    LimitReached(u32),
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
@@ -46,7 +52,9 @@ pub struct CreatedKey {
 ///
 /// # Errors
 /// [`KeyError::Invalid`] for a bad name, unknown permission, lifetime or
-/// rate; [`KeyError::Forbidden`] for permissions the owner lacks.
+/// rate; [`KeyError::Forbidden`] for permissions the owner lacks;
+/// [`KeyError::LimitReached`] when the owner already has
+/// `API_KEY_MAX_PER_USER` live keys.
 pub async fn create_key(
     auth: &Authenticator,
     owner: &User,
@@ -105,15 +113,44 @@ pub async fn create_key(
         revoked_at: None,
         last_used_at: None,
     };
-    auth.store().insert_api_key(&record).await?;
+    insert_within_limit(auth, &record, None, now).await?;
     Ok(CreatedKey { record, key })
+}
+
+/// Stores a new key unless its owner is at `API_KEY_MAX_PER_USER`; the
+/// store counts and inserts in one transaction, so the limit is exact under
+/// concurrent requests and across instances sharing a database.
+async fn insert_within_limit(
+    auth: &Authenticator,
+    record: &ApiKeyRecord,
+    replaces: Option<(&str, DateTime<Utc>)>,
+    now: DateTime<Utc>,
+) -> Result<(), KeyError> {
+    let max_live = auth.settings.max_api_keys_per_user;
+    match auth
+        .store()
+        .insert_api_key_within_limit(record, replaces, max_live, now)
+        .await?
+    {
+        LimitedKeyInsert::Inserted => Ok(()),
+        LimitedKeyInsert::LimitReached => Err(KeyError::LimitReached(max_live)),
+        LimitedKeyInsert::ReplacedKeyNotLive => Err(KeyError::Invalid(
+            "a revoked, rotated or expired key cannot be rotated".into(),
+        )),
+    }
 }
 
 /// Issues a replacement with the same owner, name, permissions, rate and
 /// lifetime; the old key keeps working for `grace_hours`, then stops.
 ///
+/// The replacement counts toward `API_KEY_MAX_PER_USER` like a new key, and
+/// so does the old key until its grace period ends. With no grace period the
+/// old key stops in the same transaction, so rotating at the limit works.
+///
 /// # Errors
-/// [`KeyError::NotFound`], or [`KeyError::Invalid`] for a revoked key or a bad grace period.
+/// [`KeyError::NotFound`]; [`KeyError::Invalid`] for a revoked key or a bad
+/// grace period; [`KeyError::LimitReached`] when a grace period would take
+/// the owner over the limit.
 pub async fn rotate_key(
     auth: &Authenticator,
     old: &ApiKeyRecord,
@@ -145,10 +182,10 @@ pub async fn rotate_key(
         revoked_at: None,
         last_used_at: None,
     };
-    auth.store().insert_api_key(&record).await?;
-    auth.store()
-        .revoke_api_key(&old.id, now + Duration::hours(i64::from(grace_hours)))
-        .await?;
+    // Revoking in the same transaction also means that of two concurrent
+    // rotations of one key, only the first issues a replacement.
+    let old_stops_at = now + Duration::hours(i64::from(grace_hours));
+    insert_within_limit(auth, &record, Some((&old.id, old_stops_at)), now).await?;
     auth.key_changed(&old.id).await;
     Ok(CreatedKey { record, key })
 }

@@ -30,10 +30,18 @@ pub enum PasswordPolicyError {
     TooLong,
     #[error("the password is one of the most common passwords")]
     Common,
+    #[error(
+        "the password contains a control character such as NUL, tab or newline; use printable characters and spaces"
+    )]
+    ControlCharacter,
+    #[error("the password is only whitespace; it may contain spaces, but also needs other characters")]
+    OnlyWhitespace,
 }
 
-/// Checks a new password against the policy: a length range and a list of
-/// common passwords, with no composition rules (NIST SP 800-63B, section 5.1.1).
+/// Checks a new password against the policy: a length range, no control
+/// characters, not only whitespace, and not on a list of common passwords.
+/// There are no composition rules, and spaces are allowed anywhere
+/// (NIST SP 800-63B, section 5.1.1).
 ///
 /// # Errors
 /// Returns the first rule the password breaks.
@@ -44,6 +52,14 @@ pub fn check_policy(password: &str) -> Result<(), PasswordPolicyError> {
     }
     if chars > MAX_PASSWORD_CHARS || password.len() > MAX_PASSWORD_BYTES {
         return Err(PasswordPolicyError::TooLong);
+    }
+    // Unicode category Cc (C0, DEL and C1): such characters cannot be typed
+    // at a login prompt, and terminals and form fields may drop them.
+    if password.chars().any(char::is_control) {
+        return Err(PasswordPolicyError::ControlCharacter);
+    }
+    if password.chars().all(char::is_whitespace) {
+        return Err(PasswordPolicyError::OnlyWhitespace);
     }
     let lowered = password.to_lowercase();
     if COMMON_PASSWORDS.lines().any(|common| common.trim() == lowered) {
@@ -126,6 +142,45 @@ mod tests {
     #[test]
     fn policy_rejects_common_password() {
         assert_eq!(check_policy("Password123"), Err(PasswordPolicyError::Common));
+    }
+
+    #[test]
+    fn policy_rejects_control_characters() {
+        let cases = [
+            "\0".repeat(8),
+            "pass\0word-long".to_string(),
+            "tab\tinside-password".to_string(),
+            "newline-at-end-1\n".to_string(),
+            "carriage\rreturn-1".to_string(),
+            "delete\u{7f}char-1".to_string(),
+            "c1-control\u{85}-char".to_string(),
+        ];
+        for password in cases {
+            assert_eq!(
+                check_policy(&password),
+                Err(PasswordPolicyError::ControlCharacter),
+                "{password:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn policy_rejects_only_whitespace() {
+        let cases = [" ".repeat(8), " ".repeat(40), "\u{a0}".repeat(8), "\u{3000}".repeat(8)];
+        for password in cases {
+            assert_eq!(
+                check_policy(&password),
+                Err(PasswordPolicyError::OnlyWhitespace),
+                "{password:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn policy_allows_spaces_inside() {
+        assert!(check_policy("correct horse battery staple").is_ok());
+        assert!(check_policy("  leading and trailing  ").is_ok());
+        assert!(check_policy("       x").is_ok(), "seven spaces and one letter");
     }
 
     #[test]

@@ -84,6 +84,8 @@ pub struct AuthSettings {
     pub mfa_required_roles: Vec<String>,
     pub max_failed_attempts: u32,
     pub lockout_minutes: u32,
+    /// Live API keys one user may hold (`API_KEY_MAX_PER_USER`).
+    pub max_api_keys_per_user: u32,
 }
 
 /// Failed-login counts for usernames that do not exist, so that lockout

@@ -74,6 +74,9 @@ pub struct Config {
     pub api_key_expire_days: u32,
     /// `API_KEY_MAX_EXPIRE_DAYS`, default 730.
     pub api_key_max_expire_days: u32,
+    /// `API_KEY_MAX_PER_USER`, default 20: live keys a user may hold. Each key
+    /// has its own rate-limit bucket, so this also caps a user's total rate.
+    pub api_key_max_per_user: u32,
     /// `RATE_LIMIT_PER_MINUTE`, default 60: token refill rate per client.
     pub rate_limit_per_minute: u32,
     /// `RATE_LIMIT_BURST`, default equal to the per-minute rate: bucket capacity.
@@ -267,6 +270,15 @@ impl Config {
             }
         }
 
+        let admin_username = vars.get("ADMIN_USERNAME").unwrap_or_else(|| "admin".into());
+        if !crate::app::users::is_valid_username(&admin_username) {
+            return Err(ConfigError {
+                variable: "ADMIN_USERNAME",
+                problem: format!("{admin_username:?} is not a valid username"),
+                fix: format!("choose another name: {}", crate::app::users::USERNAME_RULE),
+            });
+        }
+
         let config = Config {
             environment,
             bind_address,
@@ -284,6 +296,7 @@ impl Config {
             jwt_leeway_seconds: vars.number("JWT_LEEWAY_SECONDS", 30, 0, 60)?,
             api_key_expire_days,
             api_key_max_expire_days,
+            api_key_max_per_user: vars.number("API_KEY_MAX_PER_USER", 20, 1, 1000)?,
             rate_limit_per_minute,
             rate_limit_burst,
             login_rate_limit_per_minute: vars.number("LOGIN_RATE_LIMIT_PER_MINUTE", 10, 1, 1_000_000)?,
@@ -307,7 +320,7 @@ impl Config {
                         .collect()
                 })
                 .unwrap_or_default(),
-            admin_username: vars.get("ADMIN_USERNAME").unwrap_or_else(|| "admin".into()),
+            admin_username,
             admin_password,
         };
         Ok(config)
@@ -491,6 +504,32 @@ mod tests {
         assert_eq!(error.variable, "RATE_LIMIT_PER_MINUTE");
         let error = config(&[("RATE_LIMIT_PER_MINUTE", "ten")]).unwrap_err();
         assert_eq!(error.variable, "RATE_LIMIT_PER_MINUTE");
+    }
+
+    #[test]
+    fn api_key_max_per_user_range() {
+        assert_eq!(config(&[]).unwrap().api_key_max_per_user, 20);
+        assert_eq!(
+            config(&[("API_KEY_MAX_PER_USER", "1000")])
+                .unwrap()
+                .api_key_max_per_user,
+            1000
+        );
+        for bad in ["0", "1001", "many"] {
+            let error = config(&[("API_KEY_MAX_PER_USER", bad)]).unwrap_err();
+            assert_eq!(error.variable, "API_KEY_MAX_PER_USER", "{bad}");
+        }
+    }
+
+    #[test]
+    fn admin_username_outside_username_rule_rejected() {
+        assert_eq!(config(&[]).unwrap().admin_username, "admin");
+        assert!(config(&[("ADMIN_USERNAME", "root@example.com")]).is_ok());
+        for bad in ["ad min", "c\u{430}rol", &"x".repeat(65)] {
+            let error = config(&[("ADMIN_USERNAME", bad)]).unwrap_err();
+            assert_eq!(error.variable, "ADMIN_USERNAME", "{bad}");
+            assert!(error.fix.contains("ASCII letter"), "{error}");
+        }
     }
 
     #[test]

@@ -41,6 +41,17 @@ pub enum StorageError {
 
 pub type StorageResult<T> = Result<T, StorageError>;
 
+/// The result of [`Store::insert_api_key_within_limit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitedKeyInsert {
+    Inserted,
+    /// The owner already has the maximum number of live keys. Nothing changed.
+    LimitReached,
+    /// The key to replace is missing, belongs to another user, or is already
+    /// revoked or expired. Nothing changed.
+    ReplacedKeyNotLive,
+}
+
 /// The shared handle that the application passes around.
 pub type SharedStore = Arc<dyn Store>;
 
@@ -54,6 +65,10 @@ pub trait Store: audit::AuditStore + Send + Sync + 'static {
     async fn insert_user(&self, user: &User) -> StorageResult<()>;
     async fn find_user(&self, id: Uuid) -> StorageResult<Option<User>>;
     async fn find_user_by_username(&self, username: &str) -> StorageResult<Option<User>>;
+    /// Checks whether a user exists whose username equals `username` when both
+    /// are lowercased with the database's `lower()`. New usernames are ASCII,
+    /// where both backends agree.
+    async fn username_taken_ignoring_case(&self, username: &str) -> StorageResult<bool>;
     async fn list_users(&self, after: Option<&UserCursor>, limit: u32) -> StorageResult<Vec<User>>;
     /// Counts one failed login atomically; once the count reaches
     /// `max_attempts` it is reset and the account locked until `lock_until`.
@@ -141,6 +156,20 @@ pub trait Store: audit::AuditStore + Send + Sync + 'static {
     async fn consume_mfa(&self, previous: &MfaRecord, next: &MfaRecord) -> StorageResult<bool>;
 
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> StorageResult<()>;
+    /// Inserts `key` unless its owner already has `max_live` live keys, in
+    /// one transaction that serialises concurrent inserts for the same owner.
+    /// A key is live at `now` when it is neither revoked nor expired, so a
+    /// rotated key still in its grace period counts. `replaces` names a key
+    /// of the same owner to revoke at the given time first, in the same
+    /// transaction (a rotation): with a grace period it still counts, without
+    /// one it makes room for its replacement.
+    async fn insert_api_key_within_limit(
+        &self,
+        key: &ApiKeyRecord,
+        replaces: Option<(&str, chrono::DateTime<chrono::Utc>)>,
+        max_live: u32,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> StorageResult<LimitedKeyInsert>;
     async fn find_api_key(&self, id: &str) -> StorageResult<Option<ApiKeyRecord>>;
     async fn list_api_keys(&self, user_id: Option<Uuid>) -> StorageResult<Vec<ApiKeyRecord>>;
     /// Sets `revoked_at` unless it is already earlier; returns whether the key exists.

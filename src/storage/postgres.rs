@@ -209,6 +209,27 @@ fn push_filter(query: &mut QueryBuilder<'_, Postgres>, filter: &EntryFilter) {
     }
 }
 
+async fn insert_api_key_row(connection: &mut PgConnection, key: &ApiKeyRecord) -> StorageResult<()> {
+    sqlx::query(
+        "INSERT INTO api_keys (id, user_id, name, secret_hash, permissions, rate_limit_per_minute, \
+         created_at, expires_at, revoked_at, last_used_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(&key.id)
+    .bind(key.user_id)
+    .bind(&key.name)
+    .bind(&key.secret_hash)
+    .bind(Json(&key.permissions))
+    .bind(key.rate_limit_per_minute.map(i64::from))
+    .bind(key.created_at)
+    .bind(key.expires_at)
+    .bind(key.revoked_at)
+    .bind(key.last_used_at)
+    .execute(connection)
+    .await
+    .map_err(classify_postgres)?;
+    Ok(())
+}
+
 async fn insert_entry_row(connection: &mut PgConnection, entry: &StoredEntry) -> StorageResult<()> {
     sqlx::query(
         "INSERT INTO entries (id, category, name, title, description, status, version, tags, metadata, \
@@ -458,6 +479,14 @@ impl Store for PostgresStore {
             .await
             .map_err(classify_postgres)?;
         row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn username_taken_ignoring_case(&self, username: &str) -> StorageResult<bool> {
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE lower(username) = lower($1))")
+            .bind(username)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify_postgres)
     }
 
     async fn list_users(&self, after: Option<&UserCursor>, limit: u32) -> StorageResult<Vec<User>> {
@@ -905,24 +934,58 @@ impl Store for PostgresStore {
     }
 
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> StorageResult<()> {
-        sqlx::query(
-            "INSERT INTO api_keys (id, user_id, name, secret_hash, permissions, rate_limit_per_minute, \
-             created_at, expires_at, revoked_at, last_used_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        let mut connection = self.pool.acquire().await.map_err(classify_postgres)?;
+        insert_api_key_row(&mut connection, key).await
+    }
+
+    async fn insert_api_key_within_limit(
+        &self,
+        key: &ApiKeyRecord,
+        replaces: Option<(&str, DateTime<Utc>)>,
+        max_live: u32,
+        now: DateTime<Utc>,
+    ) -> StorageResult<LimitedKeyInsert> {
+        let mut transaction = self.pool.begin().await.map_err(classify_postgres)?;
+        // Locking the owner's row makes concurrent inserts for one owner
+        // wait for each other, so each count includes the keys committed before
+        // it. NO KEY UPDATE still lets foreign-key checks (a new entry of the
+        // same owner) share the row.
+        sqlx::query("SELECT id FROM users WHERE id = $1 FOR NO KEY UPDATE")
+            .bind(key.user_id)
+            .fetch_optional(&mut *transaction)
+            .await
+            .map_err(classify_postgres)?;
+        if let Some((old_id, revoked_at)) = replaces {
+            let revoked = sqlx::query(
+                "UPDATE api_keys SET revoked_at = $1 \
+                 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL AND expires_at > $4",
+            )
+            .bind(revoked_at)
+            .bind(old_id)
+            .bind(key.user_id)
+            .bind(now)
+            .execute(&mut *transaction)
+            .await
+            .map_err(classify_postgres)?;
+            if revoked.rows_affected() != 1 {
+                return Ok(LimitedKeyInsert::ReplacedKeyNotLive);
+            }
+        }
+        let live: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM api_keys \
+             WHERE user_id = $1 AND (revoked_at IS NULL OR revoked_at > $2) AND expires_at > $2",
         )
-        .bind(&key.id)
         .bind(key.user_id)
-        .bind(&key.name)
-        .bind(&key.secret_hash)
-        .bind(Json(&key.permissions))
-        .bind(key.rate_limit_per_minute.map(i64::from))
-        .bind(key.created_at)
-        .bind(key.expires_at)
-        .bind(key.revoked_at)
-        .bind(key.last_used_at)
-        .execute(&self.pool)
+        .bind(now)
+        .fetch_one(&mut *transaction)
         .await
         .map_err(classify_postgres)?;
-        Ok(())
+        if live >= i64::from(max_live) {
+            return Ok(LimitedKeyInsert::LimitReached);
+        }
+        insert_api_key_row(&mut transaction, key).await?;
+        transaction.commit().await.map_err(classify_postgres)?;
+        Ok(LimitedKeyInsert::Inserted)
     }
 
     async fn find_api_key(&self, id: &str) -> StorageResult<Option<ApiKeyRecord>> {

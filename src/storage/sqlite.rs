@@ -166,6 +166,27 @@ fn push_filter(query: &mut QueryBuilder<'_, Sqlite>, filter: &EntryFilter) {
     }
 }
 
+async fn insert_api_key_row(connection: &mut SqliteConnection, key: &ApiKeyRecord) -> StorageResult<()> {
+    sqlx::query(
+        "INSERT INTO api_keys (id, user_id, name, secret_hash, permissions, rate_limit_per_minute, \
+         created_at, expires_at, revoked_at, last_used_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&key.id)
+    .bind(key.user_id.to_string())
+    .bind(&key.name)
+    .bind(&key.secret_hash)
+    .bind(to_json(&key.permissions))
+    .bind(key.rate_limit_per_minute.map(i64::from))
+    .bind(encode(key.created_at))
+    .bind(encode(key.expires_at))
+    .bind(key.revoked_at.map(encode))
+    .bind(key.last_used_at.map(encode))
+    .execute(connection)
+    .await
+    .map_err(classify)?;
+    Ok(())
+}
+
 async fn insert_entry_row(connection: &mut SqliteConnection, entry: &StoredEntry) -> StorageResult<()> {
     sqlx::query(
         "INSERT INTO entries (id, category, name, title, description, status, version, tags, metadata, \
@@ -328,6 +349,15 @@ impl Store for SqliteStore {
             .await
             .map_err(classify)?;
         row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn username_taken_ignoring_case(&self, username: &str) -> StorageResult<bool> {
+        // SQLite's lower() folds ASCII letters only.
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE lower(username) = lower(?))")
+            .bind(username)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)
     }
 
     async fn list_users(&self, after: Option<&UserCursor>, limit: u32) -> StorageResult<Vec<User>> {
@@ -819,24 +849,52 @@ impl Store for SqliteStore {
     }
 
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> StorageResult<()> {
-        sqlx::query(
-            "INSERT INTO api_keys (id, user_id, name, secret_hash, permissions, rate_limit_per_minute, \
-             created_at, expires_at, revoked_at, last_used_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        let mut connection = self.pool.acquire().await.map_err(classify)?;
+        insert_api_key_row(&mut connection, key).await
+    }
+
+    async fn insert_api_key_within_limit(
+        &self,
+        key: &ApiKeyRecord,
+        replaces: Option<(&str, DateTime<Utc>)>,
+        max_live: u32,
+        now: DateTime<Utc>,
+    ) -> StorageResult<LimitedKeyInsert> {
+        // BEGIN IMMEDIATE takes the write lock before the count, so two
+        // concurrent inserts cannot both see room for one more key.
+        let mut transaction = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(classify)?;
+        if let Some((old_id, revoked_at)) = replaces {
+            let revoked = sqlx::query(
+                "UPDATE api_keys SET revoked_at = ? \
+                 WHERE id = ? AND user_id = ? AND revoked_at IS NULL AND expires_at > ?",
+            )
+            .bind(encode(revoked_at))
+            .bind(old_id)
+            .bind(key.user_id.to_string())
+            .bind(encode(now))
+            .execute(&mut *transaction)
+            .await
+            .map_err(classify)?;
+            if revoked.rows_affected() != 1 {
+                return Ok(LimitedKeyInsert::ReplacedKeyNotLive);
+            }
+        }
+        let live: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM api_keys \
+             WHERE user_id = ? AND (revoked_at IS NULL OR revoked_at > ?) AND expires_at > ?",
         )
-        .bind(&key.id)
         .bind(key.user_id.to_string())
-        .bind(&key.name)
-        .bind(&key.secret_hash)
-        .bind(to_json(&key.permissions))
-        .bind(key.rate_limit_per_minute.map(i64::from))
-        .bind(encode(key.created_at))
-        .bind(encode(key.expires_at))
-        .bind(key.revoked_at.map(encode))
-        .bind(key.last_used_at.map(encode))
-        .execute(&self.pool)
+        .bind(encode(now))
+        .bind(encode(now))
+        .fetch_one(&mut *transaction)
         .await
         .map_err(classify)?;
-        Ok(())
+        if live >= i64::from(max_live) {
+            return Ok(LimitedKeyInsert::LimitReached);
+        }
+        insert_api_key_row(&mut transaction, key).await?;
+        transaction.commit().await.map_err(classify)?;
+        Ok(LimitedKeyInsert::Inserted)
     }
 
     async fn find_api_key(&self, id: &str) -> StorageResult<Option<ApiKeyRecord>> {

@@ -287,3 +287,24 @@ async fn cli_and_server_share_audit_chain() {
         text(&verified.stdout)
     );
 }
+
+#[tokio::test]
+async fn keys_create_over_limit_fails() {
+    // The CLI runs with the default API_KEY_MAX_PER_USER of 20.
+    let app = TestApp::spawn().await;
+    for i in 0..20 {
+        app.create_api_key(&app.admin_token, &json!({"name": format!("filler-{i}")}))
+            .await;
+    }
+
+    let output = run_on(
+        &app,
+        &["keys", "create", "--user", "admin", "--name", "one-too-many"],
+        "",
+    );
+
+    assert!(!output.status.success(), "the 21st key is refused");
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("API_KEY_MAX_PER_USER"), "names the setting: {stderr}");
+    assert!(stderr.contains("20"), "names the limit: {stderr}");
+}

@@ -5,7 +5,7 @@ use chrono::Duration;
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{problem_code, TestApp};
+use crate::helpers::{problem_code, TestApp, USER_PASSWORD};
 
 async fn key_request(app: &TestApp, method: Method, path: &str, key: &str) -> Response {
     app.client
@@ -742,4 +742,231 @@ async fn rotating_a_key_needs_every_permission_it_carries() {
 
     let with_session = app.post_json(&rotate_path, &alice, &json!({})).await;
     assert_eq!(with_session.status(), 201, "the owner holds every permission");
+}
+
+/// Sends a key creation request as `token` and returns the response.
+async fn try_create_key(app: &TestApp, token: &str, name: &str) -> Response {
+    app.post_json("/api/v1/keys", token, &json!({"name": name})).await
+}
+
+#[tokio::test]
+async fn key_limit_rejects_one_more_key() {
+    let app = TestApp::spawn_with(&[("API_KEY_MAX_PER_USER", "3")]).await;
+    let (_, alice) = app.create_user("alice", &["user"]).await;
+    let (_, bob) = app.create_user("bob", &["user"]).await;
+    let first = create_key(&app, &alice, &json!({"name": "k1"})).await;
+    create_key(&app, &alice, &json!({"name": "k2"})).await;
+    create_key(&app, &alice, &json!({"name": "k3"})).await;
+
+    let over = try_create_key(&app, &alice, "k4").await;
+    assert_eq!(
+        over.status(),
+        StatusCode::CONFLICT,
+        "a fourth live key over a limit of 3"
+    );
+    let problem: Value = over.json().await.expect("problem body");
+    assert_eq!(problem["code"], "key_limit_reached", "stable problem code");
+    let detail = problem["detail"].as_str().expect("detail");
+    assert!(detail.contains('3'), "the detail names the limit: {detail}");
+    assert!(
+        detail.contains("API_KEY_MAX_PER_USER"),
+        "the detail names the setting: {detail}"
+    );
+
+    let minted_by_key = app
+        .request_with_key(Method::POST, "/api/v1/keys", &key_of(&first))
+        .json(&json!({"name": "from-a-key"}))
+        .send()
+        .await
+        .expect("request sent");
+    assert_eq!(
+        minted_by_key.status(),
+        StatusCode::CONFLICT,
+        "a key minting a key counts toward its owner's limit"
+    );
+    assert_eq!(
+        try_create_key(&app, &bob, "bob-1").await.status(),
+        StatusCode::CREATED,
+        "the limit is per user"
+    );
+
+    let revoked = app
+        .request(
+            Method::DELETE,
+            &format!("/api/v1/keys/{}", first["id"].as_str().unwrap()),
+            Some(&alice),
+        )
+        .send()
+        .await
+        .expect("request sent");
+    assert_eq!(revoked.status(), StatusCode::NO_CONTENT, "revoking a key");
+    assert_eq!(
+        try_create_key(&app, &alice, "k4").await.status(),
+        StatusCode::CREATED,
+        "a revoked key no longer counts"
+    );
+}
+
+#[tokio::test]
+async fn key_limit_ignores_expired_keys() {
+    let app = TestApp::spawn_with(&[("API_KEY_MAX_PER_USER", "2")]).await;
+    let (_, alice) = app.create_user("alice", &["user"]).await;
+    create_key(&app, &alice, &json!({"name": "short-1", "expires_in_days": 1})).await;
+    create_key(&app, &alice, &json!({"name": "short-2", "expires_in_days": 1})).await;
+    assert_eq!(try_create_key(&app, &alice, "k3").await.status(), StatusCode::CONFLICT);
+
+    app.clock.advance(Duration::days(1) + Duration::seconds(1));
+    let alice = app.login("alice", USER_PASSWORD).await;
+
+    assert_eq!(
+        try_create_key(&app, &alice, "k3").await.status(),
+        StatusCode::CREATED,
+        "expired keys no longer count"
+    );
+}
+
+#[tokio::test]
+async fn key_limit_counts_rotation_grace_period() {
+    let app = TestApp::spawn_with(&[("API_KEY_MAX_PER_USER", "2")]).await;
+    let (_, alice) = app.create_user("alice", &["user"]).await;
+    let first = create_key(&app, &alice, &json!({"name": "k1"})).await;
+    let rotate_path = format!("/api/v1/keys/{}/rotate", first["id"].as_str().unwrap());
+
+    let with_grace = app
+        .post_json(&rotate_path, &alice, &json!({"grace_period_hours": 1}))
+        .await;
+    assert_eq!(
+        with_grace.status(),
+        StatusCode::CREATED,
+        "1 live key, room for one more"
+    );
+    assert_eq!(
+        try_create_key(&app, &alice, "k2").await.status(),
+        StatusCode::CONFLICT,
+        "the old key counts during its grace period"
+    );
+
+    app.clock.advance(Duration::hours(1) + Duration::seconds(1));
+    assert_eq!(
+        try_create_key(&app, &alice, "k2").await.status(),
+        StatusCode::CREATED,
+        "the old key stops counting when its grace period ends"
+    );
+}
+
+#[tokio::test]
+async fn rotation_at_key_limit_needs_no_grace() {
+    let app = TestApp::spawn_with(&[("API_KEY_MAX_PER_USER", "2")]).await;
+    let (_, alice) = app.create_user("alice", &["user"]).await;
+    let first = create_key(&app, &alice, &json!({"name": "k1"})).await;
+    create_key(&app, &alice, &json!({"name": "k2"})).await;
+    let rotate_path = format!("/api/v1/keys/{}/rotate", first["id"].as_str().unwrap());
+
+    let with_grace = app
+        .post_json(&rotate_path, &alice, &json!({"grace_period_hours": 1}))
+        .await;
+    assert_eq!(
+        with_grace.status(),
+        StatusCode::CONFLICT,
+        "a grace period adds a third live key"
+    );
+    assert_eq!(problem_code(with_grace).await, "key_limit_reached");
+    assert_eq!(
+        me_with_key(&app, &key_of(&first)).await.status(),
+        StatusCode::OK,
+        "a refused rotation leaves the old key working"
+    );
+
+    let without_grace = app.post_json(&rotate_path, &alice, &json!({})).await;
+    assert_eq!(
+        without_grace.status(),
+        StatusCode::CREATED,
+        "without a grace period the replacement takes the old key's place"
+    );
+    let replacement: Value = without_grace.json().await.expect("rotated key body");
+    assert_eq!(
+        me_with_key(&app, &key_of(&first)).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(me_with_key(&app, &key_of(&replacement)).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn key_limit_holds_under_concurrent_creation() {
+    let app = TestApp::spawn_with(&[("API_KEY_MAX_PER_USER", "5")]).await;
+    let (_, alice) = app.create_user("alice", &["user"]).await;
+
+    let requests = (0..20).map(|i| {
+        let name = format!("parallel-{i}");
+        let alice = alice.clone();
+        let app = &app;
+        async move { try_create_key(app, &alice, &name).await.status() }
+    });
+    let statuses = futures::future::join_all(requests).await;
+
+    let created = statuses.iter().filter(|s| **s == StatusCode::CREATED).count();
+    let refused = statuses.iter().filter(|s| **s == StatusCode::CONFLICT).count();
+    assert_eq!(created, 5, "exactly the limit is created: {statuses:?}");
+    assert_eq!(refused, 15, "every other request gets 409: {statuses:?}");
+    let listed: Value = app.get("/api/v1/keys", &alice).await.json().await.expect("list body");
+    assert_eq!(listed["items"].as_array().expect("items").len(), 5, "5 keys stored");
+}
+
+#[tokio::test]
+async fn concurrent_rotations_issue_one_replacement() {
+    let app = TestApp::spawn().await;
+    let (_, alice) = app.create_user("alice", &["user"]).await;
+    let key = create_key(&app, &alice, &json!({"name": "raced"})).await;
+    let rotate_path = format!("/api/v1/keys/{}/rotate", key["id"].as_str().unwrap());
+
+    let requests = (0..8).map(|_| {
+        let body = json!({"grace_period_hours": 1});
+        let (app, alice, path) = (&app, &alice, &rotate_path);
+        async move { app.post_json(path, alice, &body).await.status() }
+    });
+    let statuses = futures::future::join_all(requests).await;
+
+    let created = statuses.iter().filter(|s| **s == StatusCode::CREATED).count();
+    assert_eq!(created, 1, "one rotation wins: {statuses:?}");
+    let listed: Value = app.get("/api/v1/keys", &alice).await.json().await.expect("list body");
+    assert_eq!(
+        listed["items"].as_array().expect("items").len(),
+        2,
+        "the old key and one replacement"
+    );
+}
+
+#[tokio::test]
+async fn key_creation_audits_creating_key() {
+    let app = TestApp::spawn().await;
+    let (_, alice) = app.create_user("alice", &["user"]).await;
+    let parent = create_key(&app, &alice, &json!({"name": "parent"})).await;
+    let parent_id = parent["id"].as_str().unwrap();
+
+    let child = app
+        .request_with_key(Method::POST, "/api/v1/keys", &key_of(&parent))
+        .json(&json!({"name": "child"}))
+        .send()
+        .await
+        .expect("request sent");
+    assert_eq!(
+        child.status(),
+        StatusCode::CREATED,
+        "a key with keys:manage creates a key"
+    );
+    let child: Value = child.json().await.expect("key body");
+    let child_id = child["id"].as_str().unwrap();
+
+    let lines = app.audit_lines().await;
+    let created_by_parent: Vec<&Value> = lines
+        .iter()
+        .filter(|line| line["event_type"] == "api_key_created" && line["api_key_id"] == parent_id)
+        .collect();
+    assert_eq!(created_by_parent.len(), 1, "one creation made with the parent key");
+    let description = created_by_parent[0]["description"].as_str().unwrap();
+    assert_eq!(
+        description.split(' ').nth(2),
+        Some(child_id),
+        "the third word of the description is the new key's id: {description}"
+    );
 }

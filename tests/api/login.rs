@@ -447,3 +447,117 @@ async fn multibyte_password_round_trips() {
         "one letter without its umlaut is a wrong password"
     );
 }
+
+#[tokio::test]
+async fn blank_or_control_passwords_rejected() {
+    let app = TestApp::spawn().await;
+    let cases = [
+        ("spaces", " ".repeat(8)),
+        ("nul", "\0".repeat(8)),
+        ("tab", "tab\tinside-password".to_string()),
+    ];
+
+    for (label, password) in cases {
+        let response = app
+            .post_json(
+                "/api/v1/admin/users",
+                &app.admin_token,
+                &json!({"username": format!("weak-{label}"), "password": password, "roles": ["user"]}),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY, "{label}");
+        assert_eq!(problem_code(response).await, "invalid_parameter", "{label}");
+    }
+
+    let with_spaces = app
+        .post_json(
+            "/api/v1/admin/users",
+            &app.admin_token,
+            &json!({"username": "spaced", "password": "correct horse battery staple", "roles": ["user"]}),
+        )
+        .await;
+    assert_eq!(
+        with_spaces.status(),
+        StatusCode::CREATED,
+        "spaces inside a password are allowed"
+    );
+}
+
+/// Sends a user creation request with the test password.
+async fn try_create_user(app: &TestApp, username: &str) -> Response {
+    app.post_json(
+        "/api/v1/admin/users",
+        &app.admin_token,
+        &json!({"username": username, "password": USER_PASSWORD, "roles": ["user"]}),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn username_taken_ignoring_case() {
+    let app = TestApp::spawn().await;
+    assert_eq!(try_create_user(&app, "carol").await.status(), StatusCode::CREATED);
+
+    for variant in ["Carol", "CAROL", "carol"] {
+        let response = try_create_user(&app, variant).await;
+        assert_eq!(response.status(), StatusCode::CONFLICT, "{variant}");
+        assert_eq!(problem_code(response).await, "username_taken", "{variant}");
+    }
+    let admin_variant = try_create_user(&app, "Admin").await;
+    assert_eq!(admin_variant.status(), StatusCode::CONFLICT, "the built-in admin too");
+}
+
+#[tokio::test]
+async fn look_alike_usernames_rejected() {
+    let app = TestApp::spawn().await;
+    let cases = [
+        "c\u{430}rol",
+        "caf\u{e9}",
+        "\u{ff41}dmin",
+        "with space",
+        "user+tag@example.com",
+    ];
+
+    for username in cases {
+        let response = try_create_user(&app, username).await;
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY, "{username:?}");
+        let problem: Value = response.json().await.expect("problem body");
+        assert_eq!(problem["code"], "invalid_parameter", "{username:?}");
+        let detail = problem["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains("ASCII letter"), "the detail states the rule: {detail}");
+    }
+    let too_long = try_create_user(&app, &"x".repeat(65)).await;
+    assert_eq!(too_long.status(), StatusCode::UNPROCESSABLE_ENTITY, "65 characters");
+    let longest = try_create_user(&app, &"x".repeat(64)).await;
+    assert_eq!(longest.status(), StatusCode::CREATED, "64 characters");
+}
+
+#[tokio::test]
+async fn legacy_usernames_still_sign_in() {
+    // Accounts stored before the username rule: outside the character set,
+    // and two that differ only in case.
+    let app = TestApp::spawn().await;
+    let now = hyper_registry::clock::Clock::now(app.clock.as_ref());
+    let legacy = ["José Ünïcode", "Dave", "dave"];
+    for username in legacy {
+        let user = hyper_registry::storage::User {
+            id: uuid::Uuid::new_v4(),
+            username: username.to_string(),
+            password_hash: hyper_registry::auth::password::hash_password(USER_PASSWORD).unwrap(),
+            roles: vec!["user".into()],
+            disabled: false,
+            failed_logins: 0,
+            locked_until: None,
+            mfa_enabled: false,
+            tokens_valid_after: hyper_registry::app::users::whole_second(now),
+            created_at: now,
+            updated_at: now,
+        };
+        app.state.store.insert_user(&user).await.expect("legacy user stored");
+    }
+
+    for username in legacy {
+        let response = attempt_login(&app, username, USER_PASSWORD).await;
+        assert_eq!(response.status(), StatusCode::OK, "{username} signs in");
+    }
+}

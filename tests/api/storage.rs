@@ -7,8 +7,8 @@
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use hyper_registry::rbac::{Permission, Role};
 use hyper_registry::storage::{
-    self, ApiKeyRecord, EntryCursor, EntryFilter, ImportOutcome, ImportPolicy, MfaRecord, RefreshTokenRecord,
-    SharedStore, StorageError, Store, StoredEntry, User, UserCursor,
+    self, ApiKeyRecord, EntryCursor, EntryFilter, ImportOutcome, ImportPolicy, LimitedKeyInsert, MfaRecord,
+    RefreshTokenRecord, SharedStore, StorageError, Store, StoredEntry, User, UserCursor,
 };
 use serde_json::{json, Value};
 use sqlx::postgres::PgPoolOptions;
@@ -150,6 +150,8 @@ on_every_backend!(
     analytics_counts,
     import_skip_and_update,
     api_keys_lifecycle,
+    api_keys_insert_within_limit,
+    usernames_match_ignoring_case,
     refresh_tokens_and_mfa,
 );
 
@@ -1444,4 +1446,109 @@ async fn postgres_app_imports_and_searches() {
 
     app.stop().await;
     PostgresSchema::drop_schema(&schema.admin, &schema.name).await;
+}
+
+async fn api_keys_insert_within_limit(store: &dyn Store) {
+    let alice = user("alice", at(0));
+    let bob = user("bob", at(0));
+    store.insert_user(&alice).await.expect("insert alice");
+    store.insert_user(&bob).await.expect("insert bob");
+    let now = at(100);
+    let mut expired = api_key("expired", alice.id, at(0));
+    expired.expires_at = now;
+    let mut revoked = api_key("revoked", alice.id, at(0));
+    revoked.revoked_at = Some(now);
+    let mut in_grace = api_key("in-grace", alice.id, at(0));
+    in_grace.revoked_at = Some(now + Duration::hours(1));
+    for key in [&expired, &revoked, &in_grace] {
+        store.insert_api_key(key).await.expect("insert key");
+    }
+
+    let second = store
+        .insert_api_key_within_limit(&api_key("second", alice.id, now), None, 2, now)
+        .await
+        .expect("insert");
+    assert_eq!(
+        second,
+        LimitedKeyInsert::Inserted,
+        "expired and revoked keys do not count"
+    );
+    let third = store
+        .insert_api_key_within_limit(&api_key("third", alice.id, now), None, 2, now)
+        .await
+        .expect("insert");
+    assert_eq!(
+        third,
+        LimitedKeyInsert::LimitReached,
+        "a key in its grace period counts"
+    );
+    assert!(
+        store.find_api_key("third").await.expect("find").is_none(),
+        "nothing stored"
+    );
+    let for_bob = store
+        .insert_api_key_within_limit(&api_key("bobs", bob.id, now), None, 1, now)
+        .await
+        .expect("insert");
+    assert_eq!(for_bob, LimitedKeyInsert::Inserted, "the count is per owner");
+
+    let with_grace = store
+        .insert_api_key_within_limit(
+            &api_key("replacement", alice.id, now),
+            Some(("second", now + Duration::hours(1))),
+            2,
+            now,
+        )
+        .await
+        .expect("rotate");
+    assert_eq!(
+        with_grace,
+        LimitedKeyInsert::LimitReached,
+        "the old key counts in its grace"
+    );
+    let second_after = store.find_api_key("second").await.expect("find").expect("second");
+    assert_eq!(second_after.revoked_at, None, "a refused rotation revokes nothing");
+
+    let without_grace = store
+        .insert_api_key_within_limit(&api_key("replacement", alice.id, now), Some(("second", now)), 2, now)
+        .await
+        .expect("rotate");
+    assert_eq!(
+        without_grace,
+        LimitedKeyInsert::Inserted,
+        "a key stopping now makes room"
+    );
+    let second_after = store.find_api_key("second").await.expect("find").expect("second");
+    assert_eq!(second_after.revoked_at, Some(now), "the old key is revoked");
+
+    for (old_id, label) in [
+        ("second", "already rotated"),
+        ("expired", "expired"),
+        ("bobs", "another owner's"),
+    ] {
+        let outcome = store
+            .insert_api_key_within_limit(&api_key("never", alice.id, now), Some((old_id, now)), 10, now)
+            .await
+            .expect("rotate");
+        assert_eq!(outcome, LimitedKeyInsert::ReplacedKeyNotLive, "{label} key");
+    }
+    assert!(
+        store.find_api_key("never").await.expect("find").is_none(),
+        "nothing stored"
+    );
+    let bobs = store.find_api_key("bobs").await.expect("find").expect("bobs");
+    assert_eq!(bobs.revoked_at, None, "another owner's key is left alone");
+}
+
+async fn usernames_match_ignoring_case(store: &dyn Store) {
+    store.insert_user(&user("Carol", at(0))).await.expect("insert Carol");
+
+    for candidate in ["carol", "CAROL", "Carol"] {
+        let taken = store.username_taken_ignoring_case(candidate).await.expect("lookup");
+        assert!(taken, "{candidate}");
+    }
+    for candidate in ["carol2", "caro", "c\u{430}rol"] {
+        let taken = store.username_taken_ignoring_case(candidate).await.expect("lookup");
+        assert!(!taken, "{candidate:?}");
+    }
 }
