@@ -17,8 +17,8 @@ use super::context::record_change;
 use super::error::{ApiError, ApiResult};
 use super::extract::{from_value, parse_json, Authenticated, Context, JsonBody};
 use super::openapi::{
-    nullable_uuid_input, ApiKeyList, CreatedApiKey, Forbidden, KeyFilters, NotFound, PayloadTooLarge, PermissionName,
-    Unauthorized, UnprocessableContent, UnsupportedMediaType,
+    nullable_uuid_input, ApiKeyList, Conflict, CreatedApiKey, Forbidden, KeyFilters, NotFound, PayloadTooLarge,
+    PermissionName, Unauthorized, UnprocessableContent, UnsupportedMediaType,
 };
 use super::query::QueryPairs;
 use crate::app::AppState;
@@ -117,6 +117,7 @@ struct CreateKeyRequest {
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
         (status = 413, response = PayloadTooLarge),
         (status = 415, response = UnsupportedMediaType),
         (status = 422, response = UnprocessableContent),
@@ -276,6 +277,7 @@ fn require_caller_holds(principal: &Principal, granted: &[String]) -> ApiResult<
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
         (status = 413, response = PayloadTooLarge),
         (status = 422, response = UnprocessableContent),
     ),

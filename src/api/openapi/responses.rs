@@ -114,7 +114,7 @@ problem_responses! {
     Conflict [] =>
         "The request conflicts with the current state; `code` says how (`entry_exists`, `concurrent_update`, \
          `username_taken`, `last_admin`, `role_exists`, `role_in_use`, `mfa_already_enabled`, \
-         `mfa_not_enabled`, `mfa_setup_missing`).";
+         `mfa_not_enabled`, `mfa_setup_missing`, `key_limit_reached`).";
     PreconditionFailed [] => "`If-Match` does not match the entry's current `ETag` (`precondition_failed`).";
     PayloadTooLarge [] => "The request body is larger than allowed (`payload_too_large`).";
     UnsupportedMediaType [] =>

@@ -82,6 +82,7 @@ pub enum ProblemCode {
     MfaAlreadyEnabled,
     MfaNotEnabled,
     MfaSetupMissing,
+    KeyLimitReached,
     // 412, 413, 415
     PreconditionFailed,
     PayloadTooLarge,
