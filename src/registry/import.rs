@@ -11,6 +11,10 @@ use crate::storage::{ImportOutcome, ImportPolicy, StoredEntry};
 
 /// Entries written per transaction.
 pub const IMPORT_BATCH_SIZE: usize = 500;
+
+/// Created or updated entries from which an import refreshes the planner's
+/// statistics when it ends.
+const STATISTICS_REFRESH_THRESHOLD: u64 = 1000;
 /// Problems listed in a report; further ones are only counted.
 const MAX_LISTED_ERRORS: usize = 1000;
 
@@ -176,6 +180,12 @@ impl ImportSession {
     /// Storage failures.
     pub async fn finish(mut self) -> RegistryResult<ImportReport> {
         self.flush().await?;
+        if self.report.created + self.report.updated >= STATISTICS_REFRESH_THRESHOLD {
+            // The import itself succeeded, so a failure here only costs speed.
+            if let Err(error) = self.registry.store.refresh_entry_statistics().await {
+                tracing::warn!(%error, "could not refresh the planner statistics after an import");
+            }
+        }
         Ok(self.report)
     }
 

@@ -126,6 +126,10 @@ pub trait Store: audit::AuditStore + Send + Sync + 'static {
     async fn entry_analytics(&self, days: u32) -> StorageResult<EntryAnalytics>;
     /// Writes a batch of imported entries in one transaction, one outcome per entry.
     async fn import_entries(&self, batch: &[StoredEntry], policy: ImportPolicy) -> StorageResult<Vec<ImportOutcome>>;
+    /// Refreshes the query planner's statistics of the entry tables. A bulk
+    /// import changes them so much that plans chosen from the old figures
+    /// can be slower by orders of magnitude until the next automatic run.
+    async fn refresh_entry_statistics(&self) -> StorageResult<()>;
 
     async fn insert_refresh_token(&self, token: &RefreshTokenRecord) -> StorageResult<()>;
     async fn find_refresh_token(&self, token_hash: &[u8]) -> StorageResult<Option<RefreshTokenRecord>>;

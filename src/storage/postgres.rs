@@ -754,6 +754,14 @@ impl Store for PostgresStore {
         })
     }
 
+    async fn refresh_entry_statistics(&self) -> StorageResult<()> {
+        sqlx::query("ANALYZE entries, entry_tags")
+            .execute(&self.pool)
+            .await
+            .map_err(classify_postgres)?;
+        Ok(())
+    }
+
     async fn import_entries(&self, batch: &[StoredEntry], policy: ImportPolicy) -> StorageResult<Vec<ImportOutcome>> {
         let mut transaction = self.pool.begin().await.map_err(classify_postgres)?;
         let inserted = super::bulk_import::insert_new_postgres(&mut transaction, batch, classify_postgres).await?;

@@ -673,6 +673,19 @@ impl Store for SqliteStore {
         })
     }
 
+    async fn refresh_entry_statistics(&self) -> StorageResult<()> {
+        // analysis_limit samples each index instead of reading it whole, so
+        // this takes milliseconds even on a million entries.
+        let mut connection = self.pool.acquire().await.map_err(classify)?;
+        for statement in ["PRAGMA analysis_limit = 1000", "ANALYZE entries", "ANALYZE entry_tags"] {
+            sqlx::query(statement)
+                .execute(&mut *connection)
+                .await
+                .map_err(classify)?;
+        }
+        Ok(())
+    }
+
     async fn import_entries(&self, batch: &[StoredEntry], policy: ImportPolicy) -> StorageResult<Vec<ImportOutcome>> {
         let mut transaction = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(classify)?;
         let inserted = super::bulk_import::insert_new_sqlite(&mut transaction, batch).await?;

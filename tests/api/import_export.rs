@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{import_ndjson, list_all_entries, problem_code, TestApp, PYPI_SAMPLE};
+use crate::helpers::{count_rows, import_ndjson, list_all_entries, problem_code, TestApp, PYPI_SAMPLE};
 
 const IMPORT: &str = "/api/v1/registry/import";
 const EXPORT: &str = "/api/v1/registry/export";
@@ -471,4 +471,29 @@ async fn import_long_line_in_small_chunks_reported() {
     );
     assert_eq!(codes.len(), 1, "only line 2 reported");
     assert_eq!(report["created"], json!(2), "the short lines were created");
+}
+
+/// A large import leaves the planner statistics of the entry tables fresh,
+/// so that lists and searches right after it use the page-order indexes.
+#[tokio::test]
+async fn large_import_refreshes_planner_statistics() {
+    let app = TestApp::spawn().await;
+    let lines: String = (0..1000)
+        .map(|n| format!("{{\"name\": \"stats-{n}\", \"category\": \"service\", \"tags\": [\"bulk\"]}}\n"))
+        .collect();
+
+    let report = import_report(&app, &app.admin_token, "", lines).await;
+
+    assert_eq!(report["created"], 1000);
+    let analysed = if app.state.config.uses_sqlite() {
+        count_rows(&app, "sqlite_stat1 WHERE tbl IN ('entries', 'entry_tags')").await
+    } else {
+        count_rows(
+            &app,
+            "pg_class WHERE relname IN ('entries', 'entry_tags') \
+             AND relnamespace = current_schema()::regnamespace AND reltuples >= 1000",
+        )
+        .await
+    };
+    assert!(analysed >= 2, "both tables have statistics, found {analysed} rows");
 }
