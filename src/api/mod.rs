@@ -8,7 +8,7 @@ mod auth_routes;
 pub mod client_ip;
 pub mod context;
 mod cors;
-mod cursor;
+pub(crate) mod cursor;
 mod entries;
 pub mod error;
 mod extract;

@@ -83,6 +83,27 @@ impl Registry {
     }
 }
 
+/// Parses and validates one import line. A rejected line yields the report
+/// code (`invalid_utf8`, `invalid_json` or `invalid_entry`) and its detail.
+pub(crate) fn parse_line(line: &[u8]) -> Result<EntryInput, (&'static str, String)> {
+    let text = std::str::from_utf8(line).map_err(|_| ("invalid_utf8", "the line is not valid UTF-8".to_string()))?;
+    // serde_json stops at 128 levels of nesting, so a hostile line cannot
+    // exhaust the stack.
+    let value: Value = serde_json::from_str(text).map_err(|error| {
+        let detail = error.to_string();
+        let detail = detail.split(" at line ").next().unwrap_or(&detail).to_string();
+        ("invalid_json", detail)
+    })?;
+    EntryInput::from_value(value).map_err(|errors| {
+        let detail = errors
+            .iter()
+            .map(|error| format!("{}: {}", error.field, error.message))
+            .collect::<Vec<_>>()
+            .join("; ");
+        ("invalid_entry", detail)
+    })
+}
+
 impl ImportSession {
     /// Parses one line (numbered from 1) and queues it; writes a batch when full.
     ///
@@ -120,23 +141,7 @@ impl ImportSession {
     }
 
     fn parse(&self, line: &[u8]) -> Result<StoredEntry, (&'static str, String)> {
-        let text =
-            std::str::from_utf8(line).map_err(|_| ("invalid_utf8", "the line is not valid UTF-8".to_string()))?;
-        // serde_json stops at 128 levels of nesting, so a hostile line cannot
-        // exhaust the stack.
-        let value: Value = serde_json::from_str(text).map_err(|error| {
-            let detail = error.to_string();
-            let detail = detail.split(" at line ").next().unwrap_or(&detail).to_string();
-            ("invalid_json", detail)
-        })?;
-        let input = EntryInput::from_value(value).map_err(|errors| {
-            let detail = errors
-                .iter()
-                .map(|error| format!("{}: {}", error.field, error.message))
-                .collect::<Vec<_>>()
-                .join("; ");
-            ("invalid_entry", detail)
-        })?;
+        let input = parse_line(line)?;
         let mut entry = self.registry.blank_entry(self.owner);
         let sensitive = self.registry.encrypt_sensitive(entry.id, &input);
         input.apply_to(&mut entry, sensitive);

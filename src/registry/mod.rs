@@ -9,6 +9,7 @@ mod service;
 mod validate;
 
 pub use entry::{EntryInput, EntryView, FieldError, SERVER_FIELDS};
+pub(crate) use import::parse_line as parse_import_line;
 pub use import::{ImportError, ImportReport, IMPORT_BATCH_SIZE};
 pub use merge_patch::merge_patch;
 pub(crate) use service::sensitive_context;

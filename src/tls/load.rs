@@ -21,25 +21,34 @@ const CLIENT_CA_FIX: &str = "point SSL_CLIENT_CA_FILE at the PEM certificates of
 
 /// A server configuration built from the files, with the facts about the
 /// server certificate that the log reports.
-pub(super) struct LoadedTls {
+pub(crate) struct LoadedTls {
     pub config: Arc<ServerConfig>,
     pub subject: String,
     pub not_before: SystemTime,
     pub not_after: SystemTime,
 }
 
+/// Reads the file that `variable` names. [`load_with`] takes the reader as
+/// a parameter so that the parsing can also run on bytes held in memory.
+pub(crate) type ReadFile<'a> = &'a dyn Fn(&'static str, &Path) -> Result<Vec<u8>, TlsError>;
+
 /// Loads the chain, key and client CA named in `files`.
 ///
 /// # Errors
 /// A [`TlsError`] naming the variable whose file cannot be used.
 pub(super) fn load(files: &TlsFiles) -> Result<LoadedTls, TlsError> {
+    load_with(files, &read_file)
+}
+
+/// As [`load`], with every file read through `read`.
+pub(crate) fn load_with(files: &TlsFiles, read: ReadFile<'_>) -> Result<LoadedTls, TlsError> {
     let provider = Arc::new(ring_provider());
 
-    let chain = read_certificates("SSL_CERT_FILE", &files.cert_file, CERT_FILE_FIX)?;
+    let chain = read_certificates(read, "SSL_CERT_FILE", &files.cert_file, CERT_FILE_FIX)?;
     let leaf = parse_certificate(&files.cert_file, &chain[0])?;
     let validity = &leaf.tbs_certificate.validity;
 
-    let key = read_private_key(&files.key_file)?;
+    let key = read_private_key(read, &files.key_file)?;
     let signing_key = provider
         .key_provider
         .load_private_key(key)
@@ -56,7 +65,7 @@ pub(super) fn load(files: &TlsFiles) -> Result<LoadedTls, TlsError> {
         })?;
     let builder = match &files.client_ca {
         None => builder.with_no_client_auth(),
-        Some((ca_file, mode)) => builder.with_client_cert_verifier(client_verifier(ca_file, *mode, provider)?),
+        Some((ca_file, mode)) => builder.with_client_cert_verifier(client_verifier(read, ca_file, *mode, provider)?),
     };
     let mut config = builder.with_cert_resolver(Arc::new(SingleCertAndKey::from(certified)));
     // The server speaks HTTP/1.1 only.
@@ -90,11 +99,12 @@ fn read_file(variable: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
 /// Reads every certificate of a PEM file, in file order. Other sections,
 /// such as a key in the same file, are skipped.
 fn read_certificates(
+    read: ReadFile<'_>,
     variable: &'static str,
     path: &Path,
     fix: &'static str,
 ) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let bytes = read_file(variable, path)?;
+    let bytes = read(variable, path)?;
     let certificates = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|_| TlsError::MalformedPem {
@@ -124,8 +134,8 @@ fn parse_certificate(path: &Path, der: &CertificateDer<'_>) -> Result<x509_cert:
 /// (`RSA PRIVATE KEY`) or SEC1 (`EC PRIVATE KEY`). Other sections, such as
 /// the `EC PARAMETERS` block that `openssl ecparam -genkey` writes first,
 /// are skipped. Errors never include the file's content.
-fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    let bytes = read_file("SSL_KEY_FILE", path)?;
+fn read_private_key(read: ReadFile<'_>, path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    let bytes = read("SSL_KEY_FILE", path)?;
 
     // PKCS#8 encryption and the legacy `Proc-Type: 4,ENCRYPTED` header of
     // PKCS#1 and SEC1 keys; the PEM parser would report neither clearly.
@@ -175,12 +185,13 @@ fn check_key_matches(certified: &CertifiedKey, files: &TlsFiles) -> Result<(), T
 /// Builds the verifier of client certificates. With [`ClientAuth::Optional`]
 /// a client may present no certificate, but one that it presents must verify.
 fn client_verifier(
+    read: ReadFile<'_>,
     ca_file: &Path,
     mode: ClientAuth,
     provider: Arc<CryptoProvider>,
 ) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
     let mut roots = RootCertStore::empty();
-    for certificate in read_certificates("SSL_CLIENT_CA_FILE", ca_file, CLIENT_CA_FIX)? {
+    for certificate in read_certificates(read, "SSL_CLIENT_CA_FILE", ca_file, CLIENT_CA_FIX)? {
         roots.add(certificate).map_err(|error| TlsError::InvalidClientCa {
             reason: format!(
                 "a certificate in {} is not a usable CA certificate: {error}",

@@ -8,7 +8,7 @@
 //! module never touches HTTP.
 
 mod error;
-mod load;
+pub(crate) mod load;
 mod server;
 mod subject;
 
