@@ -178,13 +178,14 @@ impl TokenSigner {
 
         let leeway = i64::try_from(self.leeway_seconds).unwrap_or(60);
         let now = now.timestamp();
-        if claims.exp + leeway <= now {
+        // Saturating, because a signed token may carry any i64 here.
+        if claims.exp.saturating_add(leeway) <= now {
             return Err(TokenError::Expired);
         }
-        if claims.nbf - leeway > now {
+        if claims.nbf.saturating_sub(leeway) > now {
             return Err(TokenError::Invalid("not yet valid"));
         }
-        if claims.iat - leeway > now {
+        if claims.iat.saturating_sub(leeway) > now {
             return Err(TokenError::Invalid("issued in the future"));
         }
         if claims.token_type != expected {
@@ -329,6 +330,27 @@ mod tests {
         assert!(signer()
             .verify(&forge(&header, &claims), TokenType::Access, Utc::now())
             .is_err());
+    }
+
+    #[test]
+    fn extreme_time_claims_do_not_overflow() {
+        let header = format!(r#"{{"alg":"HS256","kid":"{}"}}"#, kid());
+        let now = Utc::now().timestamp();
+        let claims = |exp: i64, iat: i64| {
+            format!(
+                r#"{{"sub":"s","iss":"hyper-registry","aud":"hyper-registry-api","exp":{exp},"iat":{iat},"nbf":{now},"jti":"x","typ":"access"}}"#
+            )
+        };
+        let verify = |claims: String| signer().verify(&forge(&header, &claims), TokenType::Access, Utc::now());
+
+        assert!(verify(claims(i64::MAX, now)).is_ok());
+        assert!(verify(claims(now + 300, i64::MIN)).is_ok());
+        // jsonwebtoken reads `exp` as u64, so a negative one is invalid.
+        assert!(verify(claims(i64::MIN, now)).is_err());
+        assert_eq!(
+            verify(claims(now + 300, i64::MAX)).unwrap_err(),
+            TokenError::Invalid("issued in the future")
+        );
     }
 
     #[test]
