@@ -199,3 +199,35 @@ impl ImportSession {
         &self.report
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn import_line_keeps_numbers_exact() {
+        let line = br#"{"name":"x","category":"c","metadata":{"n":23.0e50,"m":0.1}}"#;
+        let input = parse_line(line).unwrap();
+        let metadata = input.metadata.clone().unwrap();
+        assert_eq!(metadata["n"].as_f64(), Some(2.3e51));
+        assert_eq!(metadata["m"].as_f64(), Some(0.1));
+
+        let written = serde_json::to_vec(&input).unwrap();
+        assert_eq!(parse_line(&written).unwrap(), input);
+    }
+
+    #[test]
+    fn import_line_rejections_have_codes() {
+        let cases: [(&[u8], &str); 4] = [
+            (b"{\"name\":\"\xff\",\"category\":\"c\"}", "invalid_utf8"),
+            (b"{\"name\":", "invalid_json"),
+            (b"[1,2]", "invalid_entry"),
+            (b"{\"id\":\"1\",\"name\":\"x\",\"category\":\"c\"}", "invalid_entry"),
+        ];
+        for (line, expected) in cases {
+            let (code, detail) = parse_line(line).unwrap_err();
+            assert_eq!(code, expected, "{}", String::from_utf8_lossy(line));
+            assert!(!detail.contains(" at line "), "{detail}");
+        }
+    }
+}
