@@ -1,5 +1,7 @@
 //! The entry as clients send it ([`EntryInput`]) and see it ([`EntryView`]).
 
+use std::collections::HashSet;
+
 use chrono::SecondsFormat;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -75,10 +77,13 @@ impl EntryInput {
 
     fn normalize(&mut self) {
         if let Some(tags) = &mut self.tags {
+            // A set, because a 1 MiB body can hold some 100,000 tags and a
+            // linear search per tag would take quadratic time.
+            let mut seen = HashSet::with_capacity(tags.len());
             let mut unique: Vec<String> = Vec::with_capacity(tags.len());
             for tag in tags.drain(..) {
                 let tag = tag.trim().to_string();
-                if !unique.contains(&tag) {
+                if seen.insert(tag.clone()) {
                     unique.push(tag);
                 }
             }
@@ -117,14 +122,17 @@ impl EntryInput {
         }
 
         if let Some(tags) = &self.tags {
+            // Past the limit only the count is reported, so that the error
+            // list cannot grow with the number of tags in the body.
             if tags.len() > MAX_TAGS {
                 check(Err(FieldError::new("tags", format!("at most {MAX_TAGS} tags"))));
-            }
-            for tag in tags {
-                if tag.is_empty() {
-                    check(Err(FieldError::new("tags", "tags must not be empty")));
-                } else {
-                    check(validate_text("tags", tag, MAX_TAG_CHARS, false));
+            } else {
+                for tag in tags {
+                    if tag.is_empty() {
+                        check(Err(FieldError::new("tags", "tags must not be empty")));
+                    } else {
+                        check(validate_text("tags", tag, MAX_TAG_CHARS, false));
+                    }
                 }
             }
         }
@@ -268,6 +276,22 @@ mod tests {
         let errors = EntryInput::from_value(json!({"name": "Bad Name", "category": "", "status": "gone"})).unwrap_err();
         let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, vec!["name", "category", "status"]);
+    }
+
+    #[test]
+    fn many_invalid_tags_reported_once() {
+        let tags: Vec<String> = (0..100_000).map(|n| format!("\u{1}{n}")).collect();
+        let errors = EntryInput::from_value(json!({"name": "x", "category": "c", "tags": tags})).unwrap_err();
+        assert_eq!(errors.len(), 1, "first errors: {:?}", &errors[..errors.len().min(3)]);
+        assert_eq!(errors[0], FieldError::new("tags", "at most 32 tags"));
+    }
+
+    #[test]
+    fn duplicate_tags_count_once_toward_limit() {
+        let mut tags: Vec<String> = (0..MAX_TAGS).map(|n| format!("t{n}")).collect();
+        tags.extend(tags.clone());
+        let input = EntryInput::from_value(json!({"name": "x", "category": "c", "tags": tags})).unwrap();
+        assert_eq!(input.tags.unwrap().len(), MAX_TAGS);
     }
 
     #[test]
