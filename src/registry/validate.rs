@@ -118,7 +118,8 @@ pub fn validate_object(field: &str, value: &serde_json::Map<String, serde_json::
 pub fn search_terms(query: &str) -> Vec<String> {
     let mut terms: Vec<String> = Vec::new();
     for word in query.split(|c: char| !c.is_alphanumeric()) {
-        let word = word.to_lowercase();
+        // Lowercasing can add a combining mark: 'İ' becomes "i\u{307}".
+        let word: String = word.to_lowercase().chars().filter(|c| c.is_alphanumeric()).collect();
         if !word.is_empty() && !terms.contains(&word) {
             terms.push(word);
         }
@@ -181,5 +182,12 @@ mod tests {
             vec!["x", "or", "1", "near", "a", "b"]
         );
         assert!(search_terms("'\"*()").is_empty());
+    }
+
+    #[test]
+    fn search_terms_drop_combining_marks() {
+        assert_eq!(search_terms("İstanbul"), vec!["istanbul"]);
+        assert_eq!(search_terms("İ"), vec!["i"]);
+        assert_eq!(search_terms("café Ⅻ"), vec!["café", "ⅻ"]);
     }
 }
