@@ -255,7 +255,7 @@ tee -a "$results" <"$work/logins"
 
 echo "readiness checks: $(curl -s "$base/ready" | jq -c .checks)"
 # The trail rotates past AUDIT_LOG_MAX_BYTES, so count the rotated files too.
-# The writer may still be behind when the last scenario ends; give it a moment.
+# The writer may still be behind when the last scenario ends, so wait a moment.
 sleep 2
 audited=$(awk '$2 != "health" { sum += $7 } END { print sum }' "$results")
 echo "audit trail: $(cat "$DATA_DIR"/audit.log* | wc -l) lines in $(ls "$DATA_DIR"/audit.log* | wc -l) file(s)" \

@@ -3,17 +3,17 @@
 //!
 //! Argon2id is slow on purpose, so a burst of logins could otherwise take
 //! every core from the requests that are already authenticated. The pool
-//! bounds the damage in two ways: it has at most half the machine's cores
-//! (one on a two-core machine), and on Linux its threads run at a lower
-//! scheduling priority (nice 10), so under full CPU load the scheduler gives
-//! most of the time to request handling and hashing proceeds with what is
-//! left. When the machine is idle the priority makes no difference.
+//! has at most half the machine's cores (one on a two-core machine). On
+//! Linux its threads also run at a lower scheduling priority (nice 10).
+//! Under full CPU load the scheduler then gives most of the time to request
+//! handling, and hashing proceeds with what is left. When the machine is
+//! idle the priority makes no difference.
 
 use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::sync::{mpsc, oneshot};
 
-/// Hashing jobs that may wait for a thread; senders beyond this wait for
+/// Hashing jobs that may wait for a thread. Senders beyond this wait for
 /// room, so memory stays bounded under a login flood.
 const QUEUE_CAPACITY: usize = 1024;
 

@@ -234,7 +234,7 @@ mod tests {
     }
 
     #[test]
-    fn pruning_drops_refilled_buckets_and_keeps_partly_used_ones() {
+    fn pruning_keeps_partly_used_buckets() {
         let limiter = LocalRateLimiter::new();
         let now = Utc::now();
         let slow = Limit {
