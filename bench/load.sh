@@ -159,7 +159,7 @@ start_server() {
     fi
     sleep 0.2
   done
-  echo "the server did not answer /health within 30 s" >&2
+  echo "the server did not respond to /health within 30 s" >&2
   exit 1
 }
 

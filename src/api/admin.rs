@@ -58,9 +58,12 @@ impl From<CreateUserError> for ApiError {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateUserRequest {
-    /// 1 to 256 characters without whitespace or control characters, often an e-mail address.
+    /// 1 to 64 characters from ASCII letters, digits and `.`, `_`, `-`, `@`,
+    /// unique without regard to case.
+    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._@-]+$")]
     username: String,
-    /// 8 to 128 characters, and not a common password.
+    /// 8 to 128 characters, not a common password, not only whitespace and
+    /// without control characters.
     #[schema(value_type = String, format = Password, min_length = 8, max_length = 128)]
     password: SecretString,
     /// Defaults to `["user"]`. The caller must hold every permission these grant.

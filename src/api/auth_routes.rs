@@ -370,7 +370,8 @@ async fn me(caller: Authenticated) -> Json<Value> {
 struct PasswordRequest {
     #[schema(value_type = String, format = Password)]
     current_password: SecretString,
-    /// 8 to 128 characters, and not a common password.
+    /// 8 to 128 characters, not a common password, not only whitespace and
+    /// without control characters.
     #[schema(value_type = String, format = Password, min_length = 8, max_length = 128)]
     new_password: SecretString,
 }

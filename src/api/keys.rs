@@ -244,7 +244,7 @@ struct RotateRequest {
     grace_period_hours: Option<u32>,
 }
 
-/// Rejects with 403 unless the caller holds every permission in `granted`.
+/// Rejects with 403 unless the caller has every permission in `granted`.
 /// Names that do not parse are left to the key service, which rejects them
 /// with 422.
 fn require_caller_holds(principal: &Principal, granted: &[String]) -> ApiResult<()> {

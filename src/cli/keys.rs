@@ -15,7 +15,8 @@ use crate::config::Config;
 
 #[derive(Subcommand)]
 pub(super) enum KeysCommand {
-    /// Creates a key and prints it once.
+    /// Creates a key and prints it once. A user may have at most
+    /// API_KEY_MAX_PER_USER live keys (default 20).
     Create(CreateArgs),
     /// Lists keys (never the secrets).
     List(ListArgs),

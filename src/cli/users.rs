@@ -45,7 +45,8 @@ pub(super) struct SetRolesArgs {
 
 #[derive(Args)]
 pub(super) struct CreateArgs {
-    /// The username, often an e-mail address.
+    /// The username, often an e-mail address: 1 to 64 ASCII letters, digits
+    /// or `.`, `_`, `-`, `@`, unique without regard to case.
     #[arg(long)]
     username: String,
     /// A role to give the user; repeat for several. Default: user.

@@ -399,8 +399,8 @@ impl Config {
     }
 }
 
-/// Whether a JWT signing key is too short or too repetitive for production:
-/// fewer than 32 characters after trimming, or fewer than 8 distinct ones.
+/// Checks whether a JWT signing key is too weak for production: fewer than
+/// 32 characters after trimming, or fewer than 8 distinct ones.
 pub fn is_weak_jwt_key(key: &str) -> bool {
     let distinct: std::collections::HashSet<char> = key.chars().collect();
     key.trim().chars().count() < 32 || distinct.len() < 8

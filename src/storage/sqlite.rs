@@ -604,8 +604,8 @@ impl Store for SqliteStore {
             .collect::<Vec<_>>()
             .join(" OR ");
 
-        // The inner query picks and scores at most SEARCH_CANDIDATES matches,
-        // reading entry rows only when a filter needs them; the outer one
+        // The inner query picks and scores at most SEARCH_CANDIDATES matches.
+        // It reads entry rows only when a filter needs them. The outer query
         // sorts those and reads full rows for the requested page only.
         let mut query = QueryBuilder::<Sqlite>::new(format!(
             "SELECT {ENTRY_COLUMNS}, c.rank FROM (SELECT entries_fts.rowid AS rid, \

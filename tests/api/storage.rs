@@ -938,9 +938,9 @@ async fn search_pypi_sample_http_client(store: &dyn Store) {
     }
 }
 
-/// A word in more entries than `SEARCH_CANDIDATES` pages through that many
-/// only, and filters apply before the limit, so a filtered search still
-/// finds matches that come after the first candidates.
+/// Checks that a word in more entries than `SEARCH_CANDIDATES` pages through
+/// that many only. Filters apply before the limit, so a filtered search
+/// still finds matches that come after the first candidates.
 async fn search_ranks_at_most_the_candidate_limit(store: &dyn Store) {
     let limit = storage::SEARCH_CANDIDATES as usize;
     let mut batch: Vec<StoredEntry> = (0..limit + 5)
