@@ -1,10 +1,10 @@
 //! Changes that every instance must apply at once, carried over Redis
-//! publish/subscribe: a revoked access token and changed roles.
+//! publish/subscribe: a revoked access token, changed roles, and evictions
+//! from the per-instance caches of users, API keys and entries.
 //!
-//! User status, API keys and refresh tokens need no message: every instance
-//! reads them from the shared database on each use. Without Redis the
-//! messages have nowhere to go; a single instance applies its own changes
-//! directly.
+//! Each cache keeps a row for at most one second, so a lost message costs
+//! at most a second of staleness. Without Redis the messages have nowhere
+//! to go; a single instance applies its own changes directly.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +13,7 @@ use futures::StreamExt;
 use redis::aio::ConnectionManager;
 
 use crate::auth::Authenticator;
+use crate::registry::Registry;
 
 /// A change to apply on every instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +26,10 @@ pub enum ClusterEvent {
     UserChanged { id: uuid::Uuid },
     /// An API key was revoked or rotated.
     KeyChanged { id: String },
+    /// An entry was changed or deleted.
+    EntryChanged { id: uuid::Uuid },
+    /// Entries not known by id were changed (an import that updated).
+    EntriesChanged,
 }
 
 impl ClusterEvent {
@@ -34,6 +39,8 @@ impl ClusterEvent {
             ClusterEvent::RolesChanged => "roles_changed".into(),
             ClusterEvent::UserChanged { id } => format!("user_changed {id}"),
             ClusterEvent::KeyChanged { id } => format!("key_changed {id}"),
+            ClusterEvent::EntryChanged { id } => format!("entry_changed {id}"),
+            ClusterEvent::EntriesChanged => "entries_changed".into(),
         }
     }
 
@@ -48,7 +55,11 @@ impl ClusterEvent {
             Some(("key_changed", id)) if !id.is_empty() && id.len() <= 64 => {
                 Some(ClusterEvent::KeyChanged { id: id.to_string() })
             }
+            Some(("entry_changed", id)) => uuid::Uuid::parse_str(id)
+                .ok()
+                .map(|id| ClusterEvent::EntryChanged { id }),
             None if message == "roles_changed" => Some(ClusterEvent::RolesChanged),
+            None if message == "entries_changed" => Some(ClusterEvent::EntriesChanged),
             _ => None,
         }
     }
@@ -159,7 +170,7 @@ impl EventBus {
 
     /// Applies events from every instance until the process stops,
     /// reconnecting after a lost connection.
-    pub async fn subscribe(client: redis::Client, channel: String, auth: Arc<Authenticator>) {
+    pub async fn subscribe(client: redis::Client, channel: String, auth: Arc<Authenticator>, registry: Registry) {
         let mut logged_outage = false;
         loop {
             match client.get_async_pubsub().await {
@@ -173,6 +184,7 @@ impl EventBus {
                         }
                         // Anything missed while disconnected is picked up from
                         // the database.
+                        registry.forget_cached_entries();
                         if let Err(error) = auth.reload_shared_state().await {
                             tracing::warn!(error = %error, "could not reload revocations and roles");
                         }
@@ -181,8 +193,12 @@ impl EventBus {
                             let Ok(payload) = message.get_payload::<String>() else {
                                 continue;
                             };
-                            if let Some(event) = ClusterEvent::decode(&payload) {
-                                auth.apply_event(&event).await;
+                            match ClusterEvent::decode(&payload) {
+                                Some(event @ (ClusterEvent::EntryChanged { .. } | ClusterEvent::EntriesChanged)) => {
+                                    registry.apply_event(&event)
+                                }
+                                Some(event) => auth.apply_event(&event).await,
+                                None => {}
                             }
                         }
                     }
@@ -212,6 +228,14 @@ mod tests {
         for event in [
             ClusterEvent::TokenRevoked { jti: "abc-123".into() },
             ClusterEvent::RolesChanged,
+            ClusterEvent::UserChanged {
+                id: uuid::Uuid::now_v7(),
+            },
+            ClusterEvent::KeyChanged { id: "k1".into() },
+            ClusterEvent::EntryChanged {
+                id: uuid::Uuid::now_v7(),
+            },
+            ClusterEvent::EntriesChanged,
         ] {
             assert_eq!(ClusterEvent::decode(&event.encode()), Some(event));
         }
@@ -219,7 +243,14 @@ mod tests {
 
     #[test]
     fn foreign_messages_ignored() {
-        for message in ["", "token_revoked ", "drop_tables", "roles_changed now"] {
+        for message in [
+            "",
+            "token_revoked ",
+            "drop_tables",
+            "roles_changed now",
+            "entry_changed 42",
+            "entries_changed x",
+        ] {
             assert_eq!(ClusterEvent::decode(message), None, "{message:?}");
         }
     }

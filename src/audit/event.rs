@@ -93,7 +93,9 @@ impl AuditEvent {
     pub fn new(now: DateTime<Utc>, event_type: &str, action: &str, status: Status, severity: Severity) -> Self {
         AuditEvent {
             timestamp: now.to_rfc3339_opts(SecondsFormat::Micros, true),
-            event_id: Uuid::new_v4().to_string(),
+            // Time-ordered, so the database copy's unique index on event_id
+            // grows at its end instead of at random pages.
+            event_id: Uuid::now_v7().to_string(),
             event_type: event_type.to_string(),
             action: action.to_string(),
             status,

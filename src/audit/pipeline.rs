@@ -209,8 +209,8 @@ impl Dispatcher {
             return true;
         }
         let count = self.backlog.len().min(DB_BATCH);
-        let batch: Vec<ChainedEvent> = self.backlog.iter().take(count).cloned().collect();
-        let inserted = tokio::time::timeout(DB_TIMEOUT, self.store.insert_audit_events(&batch)).await;
+        let batch = &self.backlog.make_contiguous()[..count];
+        let inserted = tokio::time::timeout(DB_TIMEOUT, self.store.insert_audit_events(batch)).await;
         match inserted {
             Ok(Ok(())) => {
                 self.backlog.drain(..count);

@@ -20,6 +20,11 @@ const MAX_BATCH: usize = 512;
 /// Unwritten events kept while the file cannot be written; beyond this the
 /// oldest are dropped (and counted), since memory is finite too.
 const MAX_PENDING: usize = 100_000;
+/// How long the writer waits for more access events before it writes a
+/// batch that is not full. Under load events arrive one at a time, faster
+/// than the thread wakes up; waiting a moment turns many small writes (and
+/// as many wake-ups) into one. Security events are written without waiting.
+const LINGER: Duration = Duration::from_millis(2);
 /// How often an unhealthy writer retries without new events.
 const RETRY_INTERVAL: Duration = Duration::from_millis(250);
 
@@ -162,6 +167,23 @@ struct Writer {
     options: WriterOptions,
 }
 
+impl Command {
+    /// True for an access event, whose writing may wait for a fuller batch.
+    fn may_wait(&self) -> bool {
+        matches!(self, Command::Write { durable: None, .. })
+    }
+}
+
+/// Moves queued commands into `batch` until it is full or the queue empty.
+fn take_queued(receiver: &mut mpsc::Receiver<Command>, batch: &mut Vec<Command>) {
+    while batch.len() < MAX_BATCH {
+        match receiver.try_recv() {
+            Ok(command) => batch.push(command),
+            Err(_) => break,
+        }
+    }
+}
+
 impl Writer {
     fn run(mut self, mut receiver: mpsc::Receiver<Command>) {
         let mut stopping = false;
@@ -187,11 +209,10 @@ impl Writer {
             // Group commit: take whatever else is queued, write it all, then
             // flush (and sync once if any event is a security event).
             let mut batch: Vec<Command> = first.into_iter().collect();
-            while batch.len() < MAX_BATCH {
-                match receiver.try_recv() {
-                    Ok(command) => batch.push(command),
-                    Err(_) => break,
-                }
+            take_queued(&mut receiver, &mut batch);
+            if !batch.is_empty() && batch.len() < MAX_BATCH && batch.iter().all(Command::may_wait) {
+                std::thread::sleep(LINGER);
+                take_queued(&mut receiver, &mut batch);
             }
             if let Some(position) = batch.iter().position(|command| matches!(command, Command::Shutdown)) {
                 batch.truncate(position);
@@ -270,6 +291,7 @@ impl Writer {
         self.lock_and_catch_up()?;
         let pending = std::mem::take(&mut self.pending);
         let mut hash = self.last_hash.clone();
+        let mut hashes = Vec::with_capacity(pending.len());
         let mut outcome = Ok(());
         for event in &pending {
             let (line, next) = render_line(event, &hash);
@@ -277,17 +299,24 @@ impl Writer {
             if outcome.is_err() {
                 break;
             }
-            written.push(ChainedEvent {
-                event: (**event).clone(),
-                prev_hash: std::mem::replace(&mut hash, next.clone()),
-                hash: next,
-            });
+            hashes.push((std::mem::replace(&mut hash, next.clone()), next));
         }
         if outcome.is_ok() {
             outcome = self.flush(sync);
         }
         match outcome {
             Ok(()) => {
+                // Every event is in the file: move them on with their hashes.
+                written.extend(
+                    pending
+                        .into_iter()
+                        .zip(hashes)
+                        .map(|(event, (prev_hash, hash))| ChainedEvent {
+                            event: *event,
+                            prev_hash,
+                            hash,
+                        }),
+                );
                 self.last_hash = hash;
                 if let Some(file) = self.file.as_ref() {
                     self.expected_length = file.get_ref().metadata().ok().map(|m| m.len());

@@ -4,10 +4,15 @@
 //! header's `kid` only selects among our own configured keys, and any header
 //! that offers a key (`jwk`, `jku`, `x5u`, `x5c`) is rejected outright.
 
+use std::collections::HashMap;
+use std::sync::RwLock;
+
 use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+use sha2::{Digest, Sha256};
 
 use crate::config::SecretString;
 use crate::crypto::hmac_sha256;
@@ -72,7 +77,20 @@ pub struct TokenSigner {
     issuer: String,
     audience: String,
     leeway_seconds: u64,
+    /// Built once: it holds sets of claim names that would otherwise be
+    /// allocated on every request.
+    validation: Validation,
+    /// Claims of tokens whose header, signature and issuer and audience
+    /// were checked, by SHA-256 of the whole token. Decoding is most of the
+    /// cost of an authenticated request, and a client sends the same token
+    /// until it expires. The signing keys never change while the process
+    /// runs, so a verified token stays verified; the time claims and the
+    /// token type are checked on every use, and revocation by the caller.
+    verified: RwLock<HashMap<[u8; 32], Claims>>,
 }
+
+/// Verified tokens remembered at most; beyond it the map is cleared.
+const MAX_VERIFIED: usize = 10_000;
 
 impl TokenSigner {
     pub fn new(
@@ -82,12 +100,21 @@ impl TokenSigner {
         audience: &str,
         leeway_seconds: u32,
     ) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[issuer]);
+        validation.set_audience(&[audience]);
+        validation.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
+        // Time claims are checked in `verify` against the injected clock instead.
+        validation.validate_nbf = false;
+        validation.validate_exp = false;
         TokenSigner {
             current: SigningKey::new(current),
             previous: previous.iter().map(SigningKey::new).collect(),
             issuer: issuer.to_string(),
             audience: audience.to_string(),
             leeway_seconds: u64::from(leeway_seconds),
+            validation,
+            verified: RwLock::default(),
         }
     }
 
@@ -150,31 +177,21 @@ impl TokenSigner {
     /// [`TokenError::Expired`] past `exp` plus leeway, [`TokenError::Invalid`]
     /// for everything else.
     pub fn verify(&self, token: &str, expected: TokenType, now: DateTime<Utc>) -> Result<Claims, TokenError> {
-        // decode_header fails for any `alg` outside jsonwebtoken's list, which
-        // has no `none`, and for a missing `alg`.
-        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid("malformed header"))?;
-        if header.alg != Algorithm::HS256 {
-            return Err(TokenError::Invalid("algorithm is not HS256"));
-        }
-        if header.jwk.is_some() || header.jku.is_some() || header.x5u.is_some() || header.x5c.is_some() {
-            return Err(TokenError::Invalid("header offers key material"));
-        }
-        let kid = header.kid.ok_or(TokenError::Invalid("missing kid"))?;
-        let key = std::iter::once(&self.current)
-            .chain(self.previous.iter())
-            .find(|key| key.id == kid)
-            .ok_or(TokenError::Invalid("unknown kid"))?;
-
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_issuer(&[&self.issuer]);
-        validation.set_audience(&[&self.audience]);
-        validation.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
-        // Time claims are checked below against the injected clock instead.
-        validation.validate_nbf = false;
-        validation.validate_exp = false;
-        let claims = jsonwebtoken::decode::<Claims>(token, &key.decoding, &validation)
-            .map_err(|_| TokenError::Invalid("signature or claims rejected"))?
-            .claims;
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let remembered = self.verified.read().ok().and_then(|map| map.get(&digest).cloned());
+        let claims = match remembered {
+            Some(claims) => claims,
+            None => {
+                let claims = self.decode(token)?;
+                if let Ok(mut map) = self.verified.write() {
+                    if map.len() >= MAX_VERIFIED {
+                        map.clear();
+                    }
+                    map.insert(digest, claims.clone());
+                }
+                claims
+            }
+        };
 
         let leeway = i64::try_from(self.leeway_seconds).unwrap_or(60);
         let now = now.timestamp();
@@ -192,6 +209,29 @@ impl TokenSigner {
             return Err(TokenError::Invalid("wrong token type"));
         }
         Ok(claims)
+    }
+
+    /// Checks the header, the signature, the issuer and the audience, and
+    /// returns the claims.
+    fn decode(&self, token: &str) -> Result<Claims, TokenError> {
+        // decode_header fails for any `alg` outside jsonwebtoken's list, which
+        // has no `none`, and for a missing `alg`.
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid("malformed header"))?;
+        if header.alg != Algorithm::HS256 {
+            return Err(TokenError::Invalid("algorithm is not HS256"));
+        }
+        if header.jwk.is_some() || header.jku.is_some() || header.x5u.is_some() || header.x5c.is_some() {
+            return Err(TokenError::Invalid("header offers key material"));
+        }
+        let kid = header.kid.ok_or(TokenError::Invalid("missing kid"))?;
+        let key = std::iter::once(&self.current)
+            .chain(self.previous.iter())
+            .find(|key| key.id == kid)
+            .ok_or(TokenError::Invalid("unknown kid"))?;
+
+        jsonwebtoken::decode::<Claims>(token, &key.decoding, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|_| TokenError::Invalid("signature or claims rejected"))
     }
 }
 

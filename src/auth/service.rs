@@ -241,6 +241,8 @@ impl Authenticator {
                     tracing::warn!(error = %error, "could not reload roles after a change elsewhere");
                 }
             }
+            // Entry evictions belong to the registry.
+            crate::events::ClusterEvent::EntryChanged { .. } | crate::events::ClusterEvent::EntriesChanged => {}
         }
     }
 

@@ -154,6 +154,9 @@ impl ImportSession {
         }
         let entries: Vec<StoredEntry> = self.batch.iter().map(|(_, entry)| entry.clone()).collect();
         let outcomes = self.registry.store.import_entries(&entries, self.policy).await?;
+        if outcomes.contains(&ImportOutcome::Updated) {
+            self.registry.entries_changed().await;
+        }
         for ((number, entry), outcome) in self.batch.drain(..).zip(outcomes) {
             match outcome {
                 ImportOutcome::Created => self.report.created += 1,

@@ -2,6 +2,7 @@
 //! import and export. Handlers and CLI commands call [`Registry`]; storage
 //! only ever sees validated records.
 
+mod cache;
 mod entry;
 mod import;
 mod merge_patch;

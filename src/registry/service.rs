@@ -7,11 +7,13 @@ use std::sync::Arc;
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::cache::EntryCache;
 use super::entry::{EntryInput, EntryView, FieldError};
 use super::merge_patch::merge_patch;
 use crate::auth::Principal;
 use crate::clock::Clock;
 use crate::crypto::Cipher;
+use crate::events::{ClusterEvent, EventBus};
 use crate::storage::{EntryAnalytics, EntryCursor, EntryFilter, SharedStore, StorageError, StoredEntry};
 
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +66,8 @@ pub struct Registry {
     pub(super) store: SharedStore,
     pub(super) cipher: Arc<dyn Cipher>,
     pub(super) clock: Arc<dyn Clock>,
+    cache: Arc<EntryCache>,
+    events: Arc<std::sync::OnceLock<EventBus>>,
 }
 
 pub(crate) fn sensitive_context(id: Uuid) -> Vec<u8> {
@@ -93,7 +97,51 @@ fn check_if_match(if_match: Option<&str>, current: &EntryView) -> RegistryResult
 
 impl Registry {
     pub fn new(store: SharedStore, cipher: Arc<dyn Cipher>, clock: Arc<dyn Clock>) -> Self {
-        Registry { store, cipher, clock }
+        Registry {
+            store,
+            cipher,
+            clock,
+            cache: Arc::default(),
+            events: Arc::default(),
+        }
+    }
+
+    /// Connects the registry to the other instances, so that their cached
+    /// copies of an entry are evicted when it changes here.
+    pub fn set_event_bus(&self, bus: EventBus) {
+        let _ = self.events.set(bus);
+    }
+
+    /// Evicts a changed or deleted entry here and on every other instance.
+    pub(super) async fn entry_changed(&self, id: Uuid) {
+        self.cache.forget(id);
+        if let Some(bus) = self.events.get() {
+            bus.publish(&ClusterEvent::EntryChanged { id }).await;
+        }
+    }
+
+    /// Evicts every cached entry here and on every other instance; for
+    /// changes whose entry ids are not known (an import that updated).
+    pub(super) async fn entries_changed(&self) {
+        self.cache.forget_all();
+        if let Some(bus) = self.events.get() {
+            bus.publish(&ClusterEvent::EntriesChanged).await;
+        }
+    }
+
+    /// Applies an entry change announced by an instance (possibly this one).
+    pub fn apply_event(&self, event: &ClusterEvent) {
+        match event {
+            ClusterEvent::EntryChanged { id } => self.cache.forget(*id),
+            ClusterEvent::EntriesChanged => self.cache.forget_all(),
+            _ => {}
+        }
+    }
+
+    /// Drops every cached entry, for an instance that may have missed
+    /// announcements while disconnected from the others.
+    pub fn forget_cached_entries(&self) {
+        self.cache.forget_all();
     }
 
     pub(super) fn encrypt_sensitive(&self, id: Uuid, input: &EntryInput) -> Option<Vec<u8>> {
@@ -171,12 +219,18 @@ impl Registry {
         self.store.find_entry(id).await?.ok_or(RegistryError::NotFound)
     }
 
-    /// Reads one entry.
+    /// Reads one entry, from the entry cache when it was read within the
+    /// last second (see [`EntryCache`]). Writes always read the database.
     ///
     /// # Errors
     /// [`RegistryError::NotFound`].
     pub async fn get_entry(&self, principal: &Principal, id: Uuid) -> RegistryResult<EntryView> {
-        let entry = self.load(id).await?;
+        if let Some(entry) = self.cache.get(id) {
+            return self.view(principal, &entry);
+        }
+        let ticket = self.cache.ticket();
+        let entry = Arc::new(self.load(id).await?);
+        self.cache.put(ticket, entry.clone());
         self.view(principal, &entry)
     }
 
@@ -252,6 +306,7 @@ impl Registry {
         updated.revision = current.revision + 1;
         updated.updated_at = self.clock.now();
         self.store.update_entry(&updated).await?;
+        self.entry_changed(updated.id).await;
         Ok(EntryView::new(&updated, input.sensitive.map(Value::Object)))
     }
 
@@ -263,7 +318,9 @@ impl Registry {
         let current = self.load(id).await?;
         Self::check_may_change(principal, &current, "delete")?;
         check_if_match(if_match, &EntryView::new(&current, None))?;
-        if self.store.delete_entry(id).await? {
+        let deleted = self.store.delete_entry(id).await?;
+        self.entry_changed(id).await;
+        if deleted {
             Ok(())
         } else {
             Err(RegistryError::NotFound)

@@ -1,0 +1,242 @@
+//! Entries read by id, kept in memory for at most one second.
+//!
+//! `GET /api/v1/registry/entries/{id}` is the most frequent request of a
+//! registry, and on SQLite the row read costs more than all the security
+//! work of the request together. Every write made through this process
+//! evicts the entry at once and, with Redis, announces the eviction to the
+//! other instances. A write that no announcement reports (another instance
+//! without Redis, a CLI command) is seen within the one-second lifetime.
+//!
+//! Only the stored row is cached: `sensitive` stays encrypted in memory and
+//! is decrypted per request for the callers allowed to see it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use uuid::Uuid;
+
+use crate::storage::StoredEntry;
+
+/// How long a cached entry may be served before it is read again.
+const TIME_TO_LIVE: Duration = Duration::from_secs(1);
+/// Estimated bytes the cache may hold before expired entries are swept.
+const MAX_BYTES: usize = 16 * 1024 * 1024;
+/// Entries larger than this are always read from the database, so that a
+/// few large entries cannot push out many small ones.
+const MAX_ENTRY_BYTES: usize = 64 * 1024;
+
+struct Cached {
+    entry: Arc<StoredEntry>,
+    fetched_at: Instant,
+    bytes: usize,
+}
+
+#[derive(Default)]
+struct Map {
+    entries: HashMap<Uuid, Cached>,
+    bytes: usize,
+    /// Incremented by every eviction, so that a read which started before
+    /// an eviction cannot store the row it read (possibly the old one).
+    generation: u64,
+}
+
+/// Entries by id. Reads take a shared lock; misses, stores and evictions
+/// take the exclusive one.
+#[derive(Default)]
+pub struct EntryCache {
+    map: RwLock<Map>,
+}
+
+/// Proof of when a database read started, given to [`EntryCache::put`].
+#[derive(Debug, Clone, Copy)]
+pub struct ReadTicket(u64);
+
+impl EntryCache {
+    /// Returns the entry when it was read less than a second ago.
+    pub fn get(&self, id: Uuid) -> Option<Arc<StoredEntry>> {
+        let map = self.map.read().ok()?;
+        let cached = map.entries.get(&id)?;
+        (cached.fetched_at.elapsed() < TIME_TO_LIVE).then(|| cached.entry.clone())
+    }
+
+    /// Call before reading an entry from the database.
+    pub fn ticket(&self) -> ReadTicket {
+        ReadTicket(self.map.read().map(|map| map.generation).unwrap_or(u64::MAX))
+    }
+
+    /// Stores an entry read from the database after `ticket` was taken,
+    /// unless an eviction happened in between.
+    pub fn put(&self, ticket: ReadTicket, entry: Arc<StoredEntry>) {
+        let bytes = estimated_size(&entry);
+        if bytes > MAX_ENTRY_BYTES {
+            return;
+        }
+        let Ok(mut map) = self.map.write() else {
+            return;
+        };
+        if map.generation != ticket.0 {
+            return;
+        }
+        if map.bytes + bytes > MAX_BYTES {
+            map.sweep_expired();
+            if map.bytes + bytes > MAX_BYTES {
+                map.entries.clear();
+                map.bytes = 0;
+            }
+        }
+        let cached = Cached {
+            entry: entry.clone(),
+            fetched_at: Instant::now(),
+            bytes,
+        };
+        if let Some(previous) = map.entries.insert(entry.id, cached) {
+            map.bytes -= previous.bytes;
+        }
+        map.bytes += bytes;
+    }
+
+    /// Evicts one entry; call after the entry was changed or deleted.
+    pub fn forget(&self, id: Uuid) {
+        if let Ok(mut map) = self.map.write() {
+            map.generation += 1;
+            if let Some(previous) = map.entries.remove(&id) {
+                map.bytes -= previous.bytes;
+            }
+        }
+    }
+
+    /// Evicts every entry; call after changes to entries not known by id.
+    pub fn forget_all(&self) {
+        if let Ok(mut map) = self.map.write() {
+            map.generation += 1;
+            map.entries.clear();
+            map.bytes = 0;
+        }
+    }
+}
+
+impl Map {
+    fn sweep_expired(&mut self) {
+        let mut freed = 0;
+        self.entries.retain(|_, cached| {
+            let keep = cached.fetched_at.elapsed() < TIME_TO_LIVE;
+            if !keep {
+                freed += cached.bytes;
+            }
+            keep
+        });
+        self.bytes -= freed;
+    }
+}
+
+/// Approximate heap size of an entry: its text, tags, serialised metadata
+/// and ciphertext, plus the fixed part.
+fn estimated_size(entry: &StoredEntry) -> usize {
+    let text = entry.category.len()
+        + entry.name.len()
+        + entry.title.len()
+        + entry.description.len()
+        + entry.status.len()
+        + entry.version.as_ref().map_or(0, String::len);
+    let tags: usize = entry
+        .tags
+        .iter()
+        .map(|tag| tag.len() + std::mem::size_of::<String>())
+        .sum();
+    let metadata = serde_json::to_vec(&entry.metadata).map_or(MAX_ENTRY_BYTES, |bytes| bytes.len());
+    let sensitive = entry.sensitive.as_ref().map_or(0, Vec::len);
+    std::mem::size_of::<StoredEntry>() + text + tags + metadata + sensitive
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use serde_json::json;
+
+    use super::*;
+
+    fn entry(name: &str) -> Arc<StoredEntry> {
+        Arc::new(StoredEntry {
+            id: Uuid::now_v7(),
+            category: "service".into(),
+            name: name.into(),
+            title: name.into(),
+            description: String::new(),
+            status: "active".into(),
+            version: None,
+            tags: vec!["a".into()],
+            metadata: json!({}),
+            sensitive: None,
+            owner_id: Uuid::now_v7(),
+            revision: 1,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+        })
+    }
+
+    #[test]
+    fn stored_entry_is_served_until_forgotten() {
+        let cache = EntryCache::default();
+        let stored = entry("billing");
+        cache.put(cache.ticket(), stored.clone());
+        assert_eq!(
+            cache.get(stored.id).map(|found| found.name.clone()),
+            Some("billing".into())
+        );
+
+        cache.forget(stored.id);
+        assert!(cache.get(stored.id).is_none());
+    }
+
+    #[test]
+    fn read_that_started_before_an_eviction_is_not_stored() {
+        let cache = EntryCache::default();
+        let stale = entry("billing");
+        let ticket = cache.ticket();
+        cache.forget(stale.id);
+        cache.put(ticket, stale.clone());
+        assert!(cache.get(stale.id).is_none());
+    }
+
+    #[test]
+    fn forget_all_evicts_every_entry_and_pending_reads() {
+        let cache = EntryCache::default();
+        let first = entry("first");
+        let second = entry("second");
+        cache.put(cache.ticket(), first.clone());
+        let ticket = cache.ticket();
+        cache.forget_all();
+        cache.put(ticket, second.clone());
+        assert!(cache.get(first.id).is_none());
+        assert!(cache.get(second.id).is_none());
+    }
+
+    #[test]
+    fn large_entries_are_not_cached() {
+        let cache = EntryCache::default();
+        let mut large = (*entry("large")).clone();
+        large.description = "x".repeat(MAX_ENTRY_BYTES);
+        let large = Arc::new(large);
+        cache.put(cache.ticket(), large.clone());
+        assert!(cache.get(large.id).is_none());
+    }
+
+    #[test]
+    fn byte_budget_is_kept() {
+        let cache = EntryCache::default();
+        let mut template = (*entry("filler")).clone();
+        template.description = "x".repeat(MAX_ENTRY_BYTES / 2);
+        for _ in 0..(2 * MAX_BYTES / MAX_ENTRY_BYTES + 8) {
+            let mut filler = template.clone();
+            filler.id = Uuid::now_v7();
+            cache.put(cache.ticket(), Arc::new(filler));
+        }
+        let map = cache.map.read().unwrap();
+        assert!(map.bytes <= MAX_BYTES, "{} bytes cached", map.bytes);
+        assert_eq!(
+            map.bytes,
+            map.entries.values().map(|cached| cached.bytes).sum::<usize>()
+        );
+    }
+}
