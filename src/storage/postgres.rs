@@ -383,6 +383,10 @@ async fn import_one(
 /// Builds the search statement: entries matching any term, ranked by the
 /// sum of saturated per-term `ts_rank_cd` scores (see [`TERM_SATURATION`]).
 ///
+/// The candidates are scored from the rows the match already read, and only
+/// the requested page is read again for its full columns: reading all
+/// candidates twice cost a fifth of the query on a million entries.
+///
 /// NOTE: unlike SQLite's `remove_diacritics 2` tokenizer, the 'simple'
 /// configuration keeps accents, so "cafe" does not find "café" here.
 fn search_query<'a>(terms: &[String], filter: &EntryFilter, offset: u32, limit: u32) -> QueryBuilder<'a, Postgres> {
@@ -390,8 +394,20 @@ fn search_query<'a>(terms: &[String], filter: &EntryFilter, offset: u32, limit: 
     // that the GIN index on search_vector serves the match. The candidate
     // subquery stops at SEARCH_CANDIDATES matches before any scoring.
     let mut query = QueryBuilder::<Postgres>::new(format!(
-        "SELECT {ENTRY_COLUMNS}, scored.score FROM (SELECT e.id FROM entries e WHERE e.search_vector @@ ("
+        "SELECT {ENTRY_COLUMNS}, page.score FROM (SELECT candidates.id, \
+         (SELECT SUM(term.rank / (term.rank + "
     ));
+    query
+        .push_bind(TERM_SATURATION)
+        .push(
+            ")) FROM (SELECT ts_rank_cd(candidates.search_vector, plainto_tsquery('simple', word))::float8 AS rank \
+             FROM unnest(",
+        )
+        .push_bind(terms.to_vec())
+        .push(
+            "::text[]) AS word) AS term) AS score \
+             FROM (SELECT e.id, e.search_vector FROM entries e WHERE e.search_vector @@ (",
+        );
     for (index, term) in terms.iter().enumerate() {
         if index > 0 {
             query.push(" || ");
@@ -403,23 +419,14 @@ fn search_query<'a>(terms: &[String], filter: &EntryFilter, offset: u32, limit: 
     }
     query.push(")");
     push_filter(&mut query, filter);
-    query.push(format!(
-        " LIMIT {SEARCH_CANDIDATES}) AS candidates JOIN entries e ON e.id = candidates.id \
-         CROSS JOIN LATERAL (SELECT SUM(term.rank / (term.rank + "
-    ));
     query
-        .push_bind(TERM_SATURATION)
-        .push(
-            ")) AS score FROM (SELECT ts_rank_cd(e.search_vector, plainto_tsquery('simple', word))::float8 AS rank \
-             FROM unnest(",
-        )
-        .push_bind(terms.to_vec())
-        .push("::text[]) AS word) AS term) AS scored");
-    query
-        .push(" ORDER BY scored.score DESC, e.id LIMIT ")
+        .push(format!(
+            " LIMIT {SEARCH_CANDIDATES}) AS candidates ORDER BY score DESC, candidates.id LIMIT "
+        ))
         .push_bind(i64::from(limit))
         .push(" OFFSET ")
-        .push_bind(i64::from(offset));
+        .push_bind(i64::from(offset))
+        .push(") AS page JOIN entries e ON e.id = page.id ORDER BY page.score DESC, e.id");
     query
 }
 

@@ -604,11 +604,14 @@ impl Store for SqliteStore {
             .collect::<Vec<_>>()
             .join(" OR ");
 
-        // The inner query picks and scores at most SEARCH_CANDIDATES matches.
-        // It reads entry rows only when a filter needs them. The outer query
-        // sorts those and reads full rows for the requested page only.
+        // The innermost query picks and scores at most SEARCH_CANDIDATES
+        // matches, reading entry rows only when a filter needs them. The
+        // middle one sorts those and keeps the requested page, and only the
+        // page's rows are read in full: joining every candidate before the
+        // sort took half the time of a search over a million entries.
+        // Equal scores are ordered by rowid, which is stable.
         let mut query = QueryBuilder::<Sqlite>::new(format!(
-            "SELECT {ENTRY_COLUMNS}, c.rank FROM (SELECT entries_fts.rowid AS rid, \
+            "SELECT {ENTRY_COLUMNS}, c.rank FROM (SELECT rid, rank FROM (SELECT entries_fts.rowid AS rid, \
              bm25(entries_fts, 10.0, 5.0, 1.0, 3.0) AS rank FROM entries_fts"
         ));
         if !filter.is_empty() {
@@ -617,13 +620,11 @@ impl Store for SqliteStore {
         query.push(" WHERE entries_fts MATCH ").push_bind(expression);
         push_filter(&mut query, filter);
         query
-            .push(format!(
-                " LIMIT {SEARCH_CANDIDATES}) c JOIN entries e ON e.rowid = c.rid"
-            ))
-            .push(" ORDER BY c.rank, e.id LIMIT ")
+            .push(format!(" LIMIT {SEARCH_CANDIDATES}) ORDER BY rank, rid LIMIT "))
             .push_bind(i64::from(limit))
             .push(" OFFSET ")
-            .push_bind(i64::from(offset));
+            .push_bind(i64::from(offset))
+            .push(") c JOIN entries e ON e.rowid = c.rid ORDER BY c.rank, c.rid");
         let rows = query.build().fetch_all(&self.pool).await.map_err(classify)?;
         rows.iter()
             .map(|row| Ok((entry_from_row(row)?, -row.get::<f64, _>("rank"))))

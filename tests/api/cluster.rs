@@ -240,6 +240,56 @@ async fn entry_written_on_one_instance_read_on_other() {
 }
 
 #[tokio::test]
+async fn entry_changed_on_one_instance_is_not_served_stale_by_other() {
+    let Some((a, b)) = two_instances(&[]).await else {
+        return;
+    };
+    let token = login(&a, "admin", ADMIN_PASSWORD).await;
+    let client = reqwest::Client::new();
+    let created: Value = client
+        .post(a.url("/api/v1/registry/entries"))
+        .bearer_auth(&token)
+        .json(&json!({"name": "cached-entry", "category": "service", "description": "first"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let path = format!("/api/v1/registry/entries/{}", created["id"].as_str().unwrap());
+    assert_eq!(
+        get(&b, &path, &token).await.status(),
+        200,
+        "B reads and caches the entry"
+    );
+
+    let patched = client
+        .patch(a.url(&path))
+        .bearer_auth(&token)
+        .json(&json!({"description": "second"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status(), 200, "changed through A");
+
+    // B keeps an entry for up to a second; A's announcement through Redis
+    // must evict it well before that.
+    let mut fresh = false;
+    for _ in 0..8 {
+        let body: Value = get(&b, &path, &token).await.json().await.unwrap();
+        if body["description"] == "second" {
+            fresh = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        fresh,
+        "B serves the change within 400 ms, before its cached copy expires"
+    );
+}
+
+#[tokio::test]
 async fn logout_on_one_instance_rejected_on_other() {
     let Some((a, b)) = two_instances(&[]).await else {
         return;

@@ -584,3 +584,68 @@ async fn entry_id_invalid_utf8_gives_4xx() {
     assert!(status.is_client_error(), "invalid UTF-8 id status {status}");
     assert!(!code.is_empty(), "problem code present");
 }
+
+/// The change made to an entry that was just read (and so is cached), and
+/// what a read right after it must show.
+enum Change {
+    Put,
+    Patch,
+    Delete,
+    ImportUpdate,
+}
+
+#[tokio::test]
+async fn read_right_after_a_change_shows_the_change() {
+    let app = TestApp::spawn().await;
+    let (_, token) = app.create_user("alice", &["user"]).await;
+
+    for change in [Change::Put, Change::Patch, Change::Delete, Change::ImportUpdate] {
+        let created = app.create_entry(&token, &requests_entry()).await;
+        let path = entry_path(created["id"].as_str().unwrap());
+        let before = app.get(&path, &token).await;
+        assert_eq!(before.status(), StatusCode::OK, "first read");
+
+        let expected_description = match change {
+            Change::Put => {
+                let body = json!({"name": "requests", "category": "python-package", "description": "Put."});
+                let response = send_json(&app, Method::PUT, &path, &token, "application/json", &body).await;
+                assert_eq!(response.status(), StatusCode::OK, "put");
+                Some("Put.")
+            }
+            Change::Patch => {
+                let body = json!({"description": "Patched."});
+                let response = send_json(&app, Method::PATCH, &path, &token, "application/json", &body).await;
+                assert_eq!(response.status(), StatusCode::OK, "patch");
+                Some("Patched.")
+            }
+            Change::Delete => {
+                let response = app.request(Method::DELETE, &path, Some(&token)).send().await.unwrap();
+                assert_eq!(response.status(), StatusCode::NO_CONTENT, "delete");
+                None
+            }
+            Change::ImportUpdate => {
+                let line =
+                    "{\"name\": \"requests\", \"category\": \"python-package\", \"description\": \"Imported.\"}\n";
+                let response = crate::helpers::import_ndjson(&app, &token, "?on_conflict=update", line).await;
+                let report: Value = response.json().await.unwrap();
+                assert_eq!(report["updated"], json!(1), "import updated: {report}");
+                Some("Imported.")
+            }
+        };
+
+        let after = app.get(&path, &token).await;
+        match expected_description {
+            Some(description) => {
+                assert_eq!(after.status(), StatusCode::OK, "read after change");
+                let body: Value = after.json().await.unwrap();
+                assert_eq!(body["description"], description, "read shows the change");
+                assert_eq!(body["revision"], json!(2), "read shows the new revision");
+            }
+            None => assert_eq!(after.status(), StatusCode::NOT_FOUND, "read after delete"),
+        }
+        if !matches!(change, Change::Delete) {
+            let response = app.request(Method::DELETE, &path, Some(&token)).send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::NO_CONTENT, "clean-up");
+        }
+    }
+}
