@@ -105,7 +105,7 @@ pub struct Services {
     /// Emergency mode and the log level, shared by every instance.
     pub runtime: Arc<crate::incident::RuntimeSettings>,
     /// Requests per principal since start, for analytics.
-    pub request_counts: Arc<Mutex<HashMap<String, u64>>>,
+    pub request_counts: Arc<Mutex<HashMap<uuid::Uuid, u64>>>,
 }
 
 /// Derives the pepper for API-key hashes from an encryption key, so that it

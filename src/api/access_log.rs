@@ -108,7 +108,7 @@ pub(super) async fn record_access(state: &AppState, request: &FinishedRequest<'_
     let api_key_id = principal.and_then(|p| p.api_key_id.clone());
     if let Some(principal) = principal {
         if let Ok(mut counts) = state.request_counts.lock() {
-            *counts.entry(principal.user_id.to_string()).or_insert(0) += 1;
+            *counts.entry(principal.user_id).or_insert(0) += 1;
         }
     }
 

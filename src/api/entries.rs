@@ -402,10 +402,10 @@ async fn analytics(State(state): State<AppState>, caller: Authenticated, query: 
             .map(|(name, count)| (name, json!(count)))
             .collect::<serde_json::Map<String, Value>>()
     };
-    let mut active: Vec<(String, u64)> = state
+    let mut active: Vec<(uuid::Uuid, u64)> = state
         .request_counts
         .lock()
-        .map(|counts| counts.iter().map(|(id, n)| (id.clone(), *n)).collect())
+        .map(|counts| counts.iter().map(|(id, n)| (*id, *n)).collect())
         .unwrap_or_default();
     active.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     active.truncate(10);
