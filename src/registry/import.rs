@@ -155,7 +155,7 @@ impl ImportSession {
         let entries: Vec<StoredEntry> = self.batch.iter().map(|(_, entry)| entry.clone()).collect();
         let outcomes = self.registry.store.import_entries(&entries, self.policy).await?;
         if outcomes.contains(&ImportOutcome::Updated) {
-            self.registry.entries_changed().await;
+            self.registry.entries_changed();
         }
         for ((number, entry), outcome) in self.batch.drain(..).zip(outcomes) {
             match outcome {

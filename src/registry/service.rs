@@ -113,19 +113,24 @@ impl Registry {
     }
 
     /// Evicts a changed or deleted entry here and on every other instance.
-    pub(super) async fn entry_changed(&self, id: Uuid) {
+    pub(super) fn entry_changed(&self, id: Uuid) {
         self.cache.forget(id);
-        if let Some(bus) = self.events.get() {
-            bus.publish(&ClusterEvent::EntryChanged { id }).await;
-        }
+        self.announce(ClusterEvent::EntryChanged { id });
     }
 
     /// Evicts every cached entry here and on every other instance; for
     /// changes whose entry ids are not known (an import that updated).
-    pub(super) async fn entries_changed(&self) {
+    pub(super) fn entries_changed(&self) {
         self.cache.forget_all();
+        self.announce(ClusterEvent::EntriesChanged);
+    }
+
+    /// Publishes an eviction without making the write wait for Redis: the
+    /// other instances' copies expire within a second even if it is lost.
+    fn announce(&self, event: ClusterEvent) {
         if let Some(bus) = self.events.get() {
-            bus.publish(&ClusterEvent::EntriesChanged).await;
+            let bus = bus.clone();
+            tokio::spawn(async move { bus.publish(&event).await });
         }
     }
 
@@ -306,7 +311,7 @@ impl Registry {
         updated.revision = current.revision + 1;
         updated.updated_at = self.clock.now();
         self.store.update_entry(&updated).await?;
-        self.entry_changed(updated.id).await;
+        self.entry_changed(updated.id);
         Ok(EntryView::new(&updated, input.sensitive.map(Value::Object)))
     }
 
@@ -319,7 +324,7 @@ impl Registry {
         Self::check_may_change(principal, &current, "delete")?;
         check_if_match(if_match, &EntryView::new(&current, None))?;
         let deleted = self.store.delete_entry(id).await?;
-        self.entry_changed(id).await;
+        self.entry_changed(id);
         if deleted {
             Ok(())
         } else {
