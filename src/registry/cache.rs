@@ -1,8 +1,8 @@
 //! Entries read by id, kept in memory for at most one second.
 //!
-//! `GET /api/v1/registry/entries/{id}` is the most frequent request of a
-//! registry, and on SQLite the row read costs more than all the security
-//! work of the request together. Every write made through this process
+//! `GET /api/v1/registry/entries/{id}` is a registry's most common request,
+//! and on SQLite the row read through sqlx cost more than all the security
+//! work of the request together (see docs/benchmarks.md). Every write made through this process
 //! evicts the entry at once and, with Redis, announces the eviction to the
 //! other instances. A write that no announcement reports (another instance
 //! without Redis, a CLI command) is seen within the one-second lifetime.

@@ -118,8 +118,8 @@ impl Registry {
         self.announce(ClusterEvent::EntryChanged { id });
     }
 
-    /// Evicts every cached entry here and on every other instance; for
-    /// changes whose entry ids are not known (an import that updated).
+    /// Evicts every cached entry here and on every other instance. Used
+    /// when the changed entries are not known by id (an import that updated).
     pub(super) fn entries_changed(&self) {
         self.cache.forget_all();
         self.announce(ClusterEvent::EntriesChanged);

@@ -240,7 +240,7 @@ async fn entry_written_on_one_instance_read_on_other() {
 }
 
 #[tokio::test]
-async fn entry_changed_on_one_instance_is_not_served_stale_by_other() {
+async fn entry_change_evicts_other_instance_copy() {
     let Some((a, b)) = two_instances(&[]).await else {
         return;
     };
