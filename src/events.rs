@@ -33,6 +33,11 @@ pub enum ClusterEvent {
 }
 
 impl ClusterEvent {
+    /// True for evictions from the entry caches, which the registry applies.
+    pub fn is_entry_eviction(&self) -> bool {
+        matches!(self, ClusterEvent::EntryChanged { .. } | ClusterEvent::EntriesChanged)
+    }
+
     fn encode(&self) -> String {
         match self {
             ClusterEvent::TokenRevoked { jti } => format!("token_revoked {jti}"),
@@ -153,7 +158,13 @@ impl EventBus {
     /// Sends `event` to every instance, this one included.
     pub async fn publish(&self, event: &ClusterEvent) {
         let Some(mut connection) = self.link.connection().await else {
-            tracing::warn!(event = ?event, "Redis is unreachable; other instances learn of this change when they reconnect");
+            if event.is_entry_eviction() {
+                // One per entry write during an outage; the other
+                // instances' copies expire within a second anyway.
+                tracing::debug!(event = ?event, "Redis is unreachable; other instances see this change when their cached copy expires");
+            } else {
+                tracing::warn!(event = ?event, "Redis is unreachable; other instances learn of this change when they reconnect");
+            }
             return;
         };
         let mut command = redis::cmd("PUBLISH");
@@ -194,9 +205,7 @@ impl EventBus {
                                 continue;
                             };
                             match ClusterEvent::decode(&payload) {
-                                Some(event @ (ClusterEvent::EntryChanged { .. } | ClusterEvent::EntriesChanged)) => {
-                                    registry.apply_event(&event)
-                                }
+                                Some(event) if event.is_entry_eviction() => registry.apply_event(&event),
                                 Some(event) => auth.apply_event(&event).await,
                                 None => {}
                             }

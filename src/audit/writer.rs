@@ -25,6 +25,8 @@ const MAX_PENDING: usize = 100_000;
 /// than the thread wakes up; waiting a moment turns many small writes (and
 /// as many wake-ups) into one. Security events are written without waiting.
 const LINGER: Duration = Duration::from_millis(2);
+/// How often the writer looks for new events while it waits.
+const LINGER_STEP: Duration = Duration::from_micros(250);
 /// How often an unhealthy writer retries without new events.
 const RETRY_INTERVAL: Duration = Duration::from_millis(250);
 
@@ -210,8 +212,15 @@ impl Writer {
             // flush (and sync once if any event is a security event).
             let mut batch: Vec<Command> = first.into_iter().collect();
             take_queued(&mut receiver, &mut batch);
-            if !batch.is_empty() && batch.len() < MAX_BATCH && batch.iter().all(Command::may_wait) {
-                std::thread::sleep(LINGER);
+            let linger_until = Instant::now() + LINGER;
+            while !batch.is_empty()
+                && batch.len() < MAX_BATCH
+                && batch.iter().all(Command::may_wait)
+                && Instant::now() < linger_until
+            {
+                // Short steps, so that a security event or a shutdown that
+                // arrives meanwhile ends the wait.
+                std::thread::sleep(LINGER_STEP);
                 take_queued(&mut receiver, &mut batch);
             }
             if let Some(position) = batch.iter().position(|command| matches!(command, Command::Shutdown)) {

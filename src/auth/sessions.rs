@@ -217,7 +217,8 @@ impl Authenticator {
         Ok(())
     }
 
-    /// Revokes the presented access token (until its expiry) and its family.
+    /// Revokes the presented access token (until its expiry plus the largest
+    /// allowed clock leeway, 60 seconds) and its family.
     ///
     /// # Errors
     /// Storage failures.
@@ -227,7 +228,7 @@ impl Authenticator {
         };
         let now = self.clock.now();
         self.store
-            .insert_revoked_token(&session.jti, session.expires_at)
+            .insert_revoked_token(&session.jti, session.expires_at + Duration::seconds(60))
             .await?;
         if let Ok(mut revoked) = self.revoked_tokens.write() {
             revoked.insert(session.jti.clone());

@@ -48,9 +48,13 @@ pub struct EntryCache {
     map: RwLock<Map>,
 }
 
-/// Proof of when a database read started, given to [`EntryCache::put`].
+/// Proof of when a database read started, given to [`EntryCache::put`]:
+/// the eviction count then, and the time the lifetime counts from.
 #[derive(Debug, Clone, Copy)]
-pub struct ReadTicket(u64);
+pub struct ReadTicket {
+    generation: u64,
+    started: Instant,
+}
 
 impl EntryCache {
     /// Returns the entry when it was read less than a second ago.
@@ -62,7 +66,10 @@ impl EntryCache {
 
     /// Call before reading an entry from the database.
     pub fn ticket(&self) -> ReadTicket {
-        ReadTicket(self.map.read().map(|map| map.generation).unwrap_or(u64::MAX))
+        ReadTicket {
+            generation: self.map.read().map(|map| map.generation).unwrap_or(u64::MAX),
+            started: Instant::now(),
+        }
     }
 
     /// Stores an entry read from the database after `ticket` was taken,
@@ -75,7 +82,7 @@ impl EntryCache {
         let Ok(mut map) = self.map.write() else {
             return;
         };
-        if map.generation != ticket.0 {
+        if map.generation != ticket.generation {
             return;
         }
         if map.bytes + bytes > MAX_BYTES {
@@ -85,9 +92,11 @@ impl EntryCache {
                 map.bytes = 0;
             }
         }
+        // The lifetime counts from the start of the read, so that a change
+        // no eviction reports is served for at most one second after it.
         let cached = Cached {
             entry: entry.clone(),
-            fetched_at: Instant::now(),
+            fetched_at: ticket.started,
             bytes,
         };
         if let Some(previous) = map.entries.insert(entry.id, cached) {
@@ -210,6 +219,18 @@ mod tests {
         cache.put(ticket, second.clone());
         assert!(cache.get(first.id).is_none());
         assert!(cache.get(second.id).is_none());
+    }
+
+    #[test]
+    fn lifetime_counts_from_read_start() {
+        let cache = EntryCache::default();
+        let slow = entry("slow-read");
+        let ticket = ReadTicket {
+            started: Instant::now() - TIME_TO_LIVE,
+            ..cache.ticket()
+        };
+        cache.put(ticket, slow.clone());
+        assert!(cache.get(slow.id).is_none());
     }
 
     #[test]

@@ -153,10 +153,8 @@ impl ImportSession {
             return Ok(());
         }
         let entries: Vec<StoredEntry> = self.batch.iter().map(|(_, entry)| entry.clone()).collect();
+        let _evict = matches!(self.policy, ImportPolicy::Update { .. }).then(|| self.registry.evict_all_after());
         let outcomes = self.registry.store.import_entries(&entries, self.policy).await?;
-        if outcomes.contains(&ImportOutcome::Updated) {
-            self.registry.entries_changed();
-        }
         for ((number, entry), outcome) in self.batch.drain(..).zip(outcomes) {
             match outcome {
                 ImportOutcome::Created => self.report.created += 1,

@@ -95,6 +95,20 @@ fn check_if_match(if_match: Option<&str>, current: &EntryView) -> RegistryResult
     }
 }
 
+/// Evicts an entry (or every entry) from the entry caches when dropped;
+/// see [`Registry::evict_after`].
+pub(super) struct EvictOnDrop<'a> {
+    registry: &'a Registry,
+    event: ClusterEvent,
+}
+
+impl Drop for EvictOnDrop<'_> {
+    fn drop(&mut self) {
+        self.registry.apply_event(&self.event);
+        self.registry.announce(self.event.clone());
+    }
+}
+
 impl Registry {
     pub fn new(store: SharedStore, cipher: Arc<dyn Cipher>, clock: Arc<dyn Clock>) -> Self {
         Registry {
@@ -112,22 +126,32 @@ impl Registry {
         let _ = self.events.set(bus);
     }
 
-    /// Evicts a changed or deleted entry here and on every other instance.
-    pub(super) fn entry_changed(&self, id: Uuid) {
-        self.cache.forget(id);
-        self.announce(ClusterEvent::EntryChanged { id });
+    /// Returns a guard that evicts the entry `id` here and on every other
+    /// instance when it is dropped. Take it before a write: it then evicts
+    /// after the write whether it succeeds, fails or is cancelled (a client
+    /// that disconnects), since a failure may come after the commit.
+    pub(super) fn evict_after(&self, id: Uuid) -> EvictOnDrop<'_> {
+        EvictOnDrop {
+            registry: self,
+            event: ClusterEvent::EntryChanged { id },
+        }
     }
 
-    /// Evicts every cached entry here and on every other instance. Used
-    /// when the changed entries are not known by id (an import that updated).
-    pub(super) fn entries_changed(&self) {
-        self.cache.forget_all();
-        self.announce(ClusterEvent::EntriesChanged);
+    /// Like [`Registry::evict_after`], for writes to entries not known by id
+    /// (an import that may update): the guard evicts every cached entry.
+    pub(super) fn evict_all_after(&self) -> EvictOnDrop<'_> {
+        EvictOnDrop {
+            registry: self,
+            event: ClusterEvent::EntriesChanged,
+        }
     }
 
     /// Publishes an eviction without making the write wait for Redis: the
     /// other instances' copies expire within a second even if it is lost.
     fn announce(&self, event: ClusterEvent) {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
         if let Some(bus) = self.events.get() {
             let bus = bus.clone();
             tokio::spawn(async move { bus.publish(&event).await });
@@ -310,8 +334,8 @@ impl Registry {
         input.apply_to(&mut updated, sensitive);
         updated.revision = current.revision + 1;
         updated.updated_at = self.clock.now();
+        let _evict = self.evict_after(updated.id);
         self.store.update_entry(&updated).await?;
-        self.entry_changed(updated.id);
         Ok(EntryView::new(&updated, input.sensitive.map(Value::Object)))
     }
 
@@ -323,9 +347,8 @@ impl Registry {
         let current = self.load(id).await?;
         Self::check_may_change(principal, &current, "delete")?;
         check_if_match(if_match, &EntryView::new(&current, None))?;
-        let deleted = self.store.delete_entry(id).await?;
-        self.entry_changed(id);
-        if deleted {
+        let _evict = self.evict_after(id);
+        if self.store.delete_entry(id).await? {
             Ok(())
         } else {
             Err(RegistryError::NotFound)
