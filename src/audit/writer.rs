@@ -21,9 +21,9 @@ const MAX_BATCH: usize = 512;
 /// oldest are dropped (and counted), since memory is finite too.
 const MAX_PENDING: usize = 100_000;
 /// How long the writer waits for more access events before it writes a
-/// batch that is not full. Under load events arrive one at a time, faster
-/// than the thread wakes up; waiting a moment turns many small writes (and
-/// as many wake-ups) into one. Security events are written without waiting.
+/// batch that is not full. Under load, events arrive one at a time and
+/// faster than the thread wakes up, so a short wait turns many small writes
+/// (and as many wake-ups) into one. Security events are written at once.
 const LINGER: Duration = Duration::from_millis(2);
 /// How often the writer looks for new events while it waits.
 const LINGER_STEP: Duration = Duration::from_micros(250);

@@ -199,7 +199,7 @@ mod tests {
     }
 
     #[test]
-    fn read_that_started_before_an_eviction_is_not_stored() {
+    fn read_before_eviction_not_stored() {
         let cache = EntryCache::default();
         let stale = entry("billing");
         let ticket = cache.ticket();
