@@ -85,7 +85,7 @@ impl std::ops::Deref for AppState {
     }
 }
 
-/// The parts of [`AppState`].
+/// The shared services behind [`AppState`].
 pub struct Services {
     pub config: Arc<Config>,
     pub store: SharedStore,

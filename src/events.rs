@@ -195,7 +195,7 @@ impl EventBus {
                         }
                         // Anything missed while disconnected is picked up from
                         // the database.
-                        registry.forget_cached_entries();
+                        registry.apply_event(&ClusterEvent::EntriesChanged);
                         if let Err(error) = auth.reload_shared_state().await {
                             tracing::warn!(error = %error, "could not reload revocations and roles");
                         }

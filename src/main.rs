@@ -1,8 +1,8 @@
 //! The `hyper-registry` binary: parses the command line and hands over.
 
-// glibc's allocator spent a sixth of the server's CPU time in malloc and
-// free under read load, much of it on arenas shared between the worker
-// threads; mimalloc keeps per-thread heaps (see docs/benchmarks.md).
+// Under read load, glibc's malloc and free took a sixth of the server's
+// CPU samples, much of it on arenas shared between the worker threads.
+// mimalloc keeps a heap per thread (see docs/benchmarks.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

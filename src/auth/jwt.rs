@@ -10,9 +10,8 @@ use std::sync::RwLock;
 use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
-
 use sha2::{Digest, Sha256};
+use uuid::Uuid;
 
 use crate::config::SecretString;
 use crate::crypto::hmac_sha256;
@@ -77,15 +76,15 @@ pub struct TokenSigner {
     issuer: String,
     audience: String,
     leeway_seconds: u64,
-    /// Built once: it holds sets of claim names that would otherwise be
-    /// allocated on every request.
+    /// Validation rules, built once because they contain sets of claim
+    /// names that would otherwise be allocated on every request.
     validation: Validation,
-    /// Claims of tokens whose header, signature and issuer and audience
-    /// were checked, by SHA-256 of the whole token. Decoding is most of the
-    /// cost of an authenticated request, and a client sends the same token
-    /// until it expires. The signing keys never change while the process
-    /// runs, so a verified token stays verified; the time claims and the
-    /// token type are checked on every use, and revocation by the caller.
+    /// Claims of tokens whose header, signature, issuer and audience were
+    /// checked, by SHA-256 of the whole token. Decoding is most of the cost
+    /// of an authenticated request, and a client sends the same token until
+    /// it expires. The signing keys never change while the process runs, so
+    /// a verified token stays verified. The time claims and the token type
+    /// are still checked on every use, and the caller checks revocation.
     verified: RwLock<HashMap<[u8; 32], Claims>>,
 }
 

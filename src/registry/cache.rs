@@ -2,9 +2,9 @@
 //!
 //! `GET /api/v1/registry/entries/{id}` is a registry's most common request,
 //! and on SQLite the row read through sqlx cost more than all the security
-//! work of the request together (see docs/benchmarks.md). Every write made through this process
-//! evicts the entry at once and, with Redis, announces the eviction to the
-//! other instances. A write that no announcement reports (another instance
+//! work of the request together (see docs/benchmarks.md). Every write made
+//! through this process evicts the entry at once and, with Redis, announces
+//! the eviction to the other instances. A write that no announcement reports (another instance
 //! without Redis, a CLI command) is seen within the one-second lifetime.
 //!
 //! Only the stored row is cached: `sensitive` stays encrypted in memory and
@@ -48,8 +48,9 @@ pub struct EntryCache {
     map: RwLock<Map>,
 }
 
-/// Proof of when a database read started, given to [`EntryCache::put`]:
-/// the eviction count then, and the time the lifetime counts from.
+/// The state of the cache when a database read started, given to
+/// [`EntryCache::put`]. It records the eviction count and the time that
+/// the cached copy's lifetime counts from.
 #[derive(Debug, Clone, Copy)]
 pub struct ReadTicket {
     generation: u64,

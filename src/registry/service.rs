@@ -95,8 +95,8 @@ fn check_if_match(if_match: Option<&str>, current: &EntryView) -> RegistryResult
     }
 }
 
-/// Evicts an entry (or every entry) from the entry caches when dropped;
-/// see [`Registry::evict_after`].
+/// Guard that evicts an entry (or every entry) from the entry caches when
+/// dropped. [`Registry::evict_after`] explains when to take it.
 pub(super) struct EvictOnDrop<'a> {
     registry: &'a Registry,
     event: ClusterEvent,
@@ -137,8 +137,9 @@ impl Registry {
         }
     }
 
-    /// Like [`Registry::evict_after`], for writes to entries not known by id
-    /// (an import that may update): the guard evicts every cached entry.
+    /// Returns a guard like [`Registry::evict_after`] that evicts every
+    /// cached entry, for writes to entries not known by id (an import that
+    /// may update).
     pub(super) fn evict_all_after(&self) -> EvictOnDrop<'_> {
         EvictOnDrop {
             registry: self,
@@ -149,9 +150,6 @@ impl Registry {
     /// Publishes an eviction without making the write wait for Redis: the
     /// other instances' copies expire within a second even if it is lost.
     fn announce(&self, event: ClusterEvent) {
-        if tokio::runtime::Handle::try_current().is_err() {
-            return;
-        }
         if let Some(bus) = self.events.get() {
             let bus = bus.clone();
             tokio::spawn(async move { bus.publish(&event).await });
@@ -165,12 +163,6 @@ impl Registry {
             ClusterEvent::EntriesChanged => self.cache.forget_all(),
             _ => {}
         }
-    }
-
-    /// Drops every cached entry, for an instance that may have missed
-    /// announcements while disconnected from the others.
-    pub fn forget_cached_entries(&self) {
-        self.cache.forget_all();
     }
 
     pub(super) fn encrypt_sensitive(&self, id: Uuid, input: &EntryInput) -> Option<Vec<u8>> {

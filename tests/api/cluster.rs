@@ -133,19 +133,46 @@ async fn get(server: &ServerProcess, path: &str, token: &str) -> reqwest::Respon
         .unwrap()
 }
 
-/// Polls `check` for up to two seconds; returns whether it became true.
-async fn within_two_seconds<F, Fut>(mut check: F) -> bool
+/// Posts `body` as JSON and returns the response body.
+async fn post_json(server: &ServerProcess, path: &str, token: &str, body: &Value) -> Value {
+    reqwest::Client::new()
+        .post(server.url(path))
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Polls `check` every 50 ms until `limit` has passed; returns whether it
+/// became true.
+async fn within<F, Fut>(limit: Duration, mut check: F) -> bool
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    for _ in 0..20 {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
         if check().await {
             return true;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    false
+}
+
+/// Polls `check` for up to two seconds; returns whether it became true.
+async fn within_two_seconds<F, Fut>(check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    within(Duration::from_secs(2), check).await
 }
 
 #[tokio::test]
@@ -215,16 +242,8 @@ async fn entry_written_on_one_instance_read_on_other() {
         return;
     };
     let token = login(&a, "admin", ADMIN_PASSWORD).await;
-    let created: Value = reqwest::Client::new()
-        .post(a.url("/api/v1/registry/entries"))
-        .bearer_auth(&token)
-        .json(&json!({"name": "shared-entry", "category": "service", "sensitive": {"token": "s3cret"}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body = json!({"name": "shared-entry", "category": "service", "sensitive": {"token": "s3cret"}});
+    let created = post_json(&a, "/api/v1/registry/entries", &token, &body).await;
 
     let read = get(
         &b,
@@ -245,17 +264,8 @@ async fn entry_change_evicts_other_instance_copy() {
         return;
     };
     let token = login(&a, "admin", ADMIN_PASSWORD).await;
-    let client = reqwest::Client::new();
-    let created: Value = client
-        .post(a.url("/api/v1/registry/entries"))
-        .bearer_auth(&token)
-        .json(&json!({"name": "cached-entry", "category": "service", "description": "first"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body = json!({"name": "cached-entry", "category": "service", "description": "first"});
+    let created = post_json(&a, "/api/v1/registry/entries", &token, &body).await;
     let path = format!("/api/v1/registry/entries/{}", created["id"].as_str().unwrap());
     assert_eq!(
         get(&b, &path, &token).await.status(),
@@ -263,7 +273,7 @@ async fn entry_change_evicts_other_instance_copy() {
         "B reads and caches the entry"
     );
 
-    let patched = client
+    let patched = reqwest::Client::new()
         .patch(a.url(&path))
         .bearer_auth(&token)
         .json(&json!({"description": "second"}))
@@ -272,17 +282,13 @@ async fn entry_change_evicts_other_instance_copy() {
         .unwrap();
     assert_eq!(patched.status(), 200, "changed through A");
 
-    // B keeps an entry for up to a second; A's announcement through Redis
-    // must evict it well before that.
-    let mut fresh = false;
-    for _ in 0..8 {
+    // B keeps an entry for up to a second, so A's announcement through
+    // Redis must evict it well before that.
+    let fresh = within(Duration::from_millis(400), || async {
         let body: Value = get(&b, &path, &token).await.json().await.unwrap();
-        if body["description"] == "second" {
-            fresh = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        body["description"] == "second"
+    })
+    .await;
     assert!(
         fresh,
         "B serves the change within 400 ms, before its cached copy expires"
