@@ -18,7 +18,7 @@ use super::openapi::{
 };
 use super::query::QueryPairs;
 use crate::app::AppState;
-use crate::registry::{validate_slug, EntryView, STATUSES};
+use crate::registry::{entity_tag, validate_slug, EntryView, STATUSES};
 use crate::storage::{EntryCursor, EntryFilter};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -146,8 +146,18 @@ async fn get_entry(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let principal = caller.require("read")?;
-    let view = state.registry.get_entry(&principal, entry_id(&id)?).await?;
-    Ok(with_etag(StatusCode::OK, view))
+    let body = state.registry.get_entry(&principal, entry_id(&id)?).await?;
+    // The body comes rendered from the entry cache; only the headers are
+    // built per request.
+    let mut response = (
+        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        body.json,
+    )
+        .into_response();
+    if let Ok(value) = HeaderValue::try_from(entity_tag(body.revision)) {
+        response.headers_mut().insert(header::ETAG, value);
+    }
+    Ok(response)
 }
 
 /// Replaces an entry's content.

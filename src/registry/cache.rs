@@ -7,15 +7,18 @@
 //! the eviction to the other instances. A write that no announcement reports (another instance
 //! without Redis, a CLI command) is seen within the one-second lifetime.
 //!
-//! Only the stored row is cached: `sensitive` stays encrypted in memory and
-//! is decrypted per request for the callers allowed to see it.
+//! `sensitive` stays encrypted in memory and is decrypted per request for
+//! the callers allowed to see it. Every other caller gets the same JSON
+//! body, which is rendered once when the row is read.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use uuid::Uuid;
 
+use super::EntryView;
 use crate::storage::StoredEntry;
 
 /// How long a cached entry may be served before it is read again.
@@ -26,8 +29,27 @@ const MAX_BYTES: usize = 16 * 1024 * 1024;
 /// few large entries cannot push out many small ones.
 const MAX_ENTRY_BYTES: usize = 64 * 1024;
 
+/// An entry as read from the database, with the JSON body served to the
+/// callers who do not see its `sensitive` field.
+#[derive(Debug)]
+pub struct CachedEntry {
+    pub stored: StoredEntry,
+    pub public_body: Bytes,
+}
+
+impl CachedEntry {
+    /// Renders the body once, so that cached reads skip the serialisation.
+    ///
+    /// # Errors
+    /// When the entry cannot be serialised, which a valid entry never is.
+    pub fn render(stored: StoredEntry) -> serde_json::Result<Self> {
+        let public_body = serde_json::to_vec(&EntryView::new(&stored, None))?.into();
+        Ok(CachedEntry { stored, public_body })
+    }
+}
+
 struct Cached {
-    entry: Arc<StoredEntry>,
+    entry: Arc<CachedEntry>,
     fetched_at: Instant,
     bytes: usize,
 }
@@ -59,7 +81,7 @@ pub struct ReadTicket {
 
 impl EntryCache {
     /// Returns the entry when it was read less than a second ago.
-    pub fn get(&self, id: Uuid) -> Option<Arc<StoredEntry>> {
+    pub fn get(&self, id: Uuid) -> Option<Arc<CachedEntry>> {
         let map = self.map.read().ok()?;
         let cached = map.entries.get(&id)?;
         (cached.fetched_at.elapsed() < TIME_TO_LIVE).then(|| cached.entry.clone())
@@ -75,7 +97,7 @@ impl EntryCache {
 
     /// Stores an entry read from the database after `ticket` was taken,
     /// unless an eviction happened in between.
-    pub fn put(&self, ticket: ReadTicket, entry: Arc<StoredEntry>) {
+    pub fn put(&self, ticket: ReadTicket, entry: Arc<CachedEntry>) {
         let bytes = estimated_size(&entry);
         if bytes > MAX_ENTRY_BYTES {
             return;
@@ -100,7 +122,7 @@ impl EntryCache {
             fetched_at: ticket.started,
             bytes,
         };
-        if let Some(previous) = map.entries.insert(entry.id, cached) {
+        if let Some(previous) = map.entries.insert(entry.stored.id, cached) {
             map.bytes -= previous.bytes;
         }
         map.bytes += bytes;
@@ -140,23 +162,11 @@ impl Map {
     }
 }
 
-/// Approximate heap size of an entry: its text, tags, serialised metadata
-/// and ciphertext, plus the fixed part.
-fn estimated_size(entry: &StoredEntry) -> usize {
-    let text = entry.category.len()
-        + entry.name.len()
-        + entry.title.len()
-        + entry.description.len()
-        + entry.status.len()
-        + entry.version.as_ref().map_or(0, String::len);
-    let tags: usize = entry
-        .tags
-        .iter()
-        .map(|tag| tag.len() + std::mem::size_of::<String>())
-        .sum();
-    let metadata = serde_json::to_vec(&entry.metadata).map_or(MAX_ENTRY_BYTES, |bytes| bytes.len());
-    let sensitive = entry.sensitive.as_ref().map_or(0, Vec::len);
-    std::mem::size_of::<StoredEntry>() + text + tags + metadata + sensitive
+/// Approximate heap size of a cached entry: the body holds about as many
+/// bytes as the row's text, tags and metadata, which are kept as well.
+fn estimated_size(entry: &CachedEntry) -> usize {
+    let sensitive = entry.stored.sensitive.as_ref().map_or(0, Vec::len);
+    std::mem::size_of::<CachedEntry>() + 2 * entry.public_body.len() + sensitive
 }
 
 #[cfg(test)]
@@ -166,8 +176,8 @@ mod tests {
 
     use super::*;
 
-    fn entry(name: &str) -> Arc<StoredEntry> {
-        Arc::new(StoredEntry {
+    fn stored(name: &str) -> StoredEntry {
+        StoredEntry {
             id: Uuid::now_v7(),
             category: "service".into(),
             name: name.into(),
@@ -182,21 +192,40 @@ mod tests {
             revision: 1,
             created_at: Utc::now(),
             updated_at: Utc::now(),
-        })
+        }
+    }
+
+    fn cached(stored: StoredEntry) -> Arc<CachedEntry> {
+        Arc::new(CachedEntry::render(stored).unwrap())
+    }
+
+    fn entry(name: &str) -> Arc<CachedEntry> {
+        cached(stored(name))
     }
 
     #[test]
     fn stored_entry_is_served_until_forgotten() {
         let cache = EntryCache::default();
-        let stored = entry("billing");
-        cache.put(cache.ticket(), stored.clone());
+        let billing = entry("billing");
+        let id = billing.stored.id;
+        cache.put(cache.ticket(), billing);
         assert_eq!(
-            cache.get(stored.id).map(|found| found.name.clone()),
+            cache.get(id).map(|found| found.stored.name.clone()),
             Some("billing".into())
         );
 
-        cache.forget(stored.id);
-        assert!(cache.get(stored.id).is_none());
+        cache.forget(id);
+        assert!(cache.get(id).is_none());
+    }
+
+    #[test]
+    fn public_body_leaves_out_sensitive() {
+        let mut secret = stored("billing");
+        secret.sensitive = Some(b"ciphertext".to_vec());
+        let rendered = cached(secret);
+        let body: serde_json::Value = serde_json::from_slice(&rendered.public_body).unwrap();
+        assert_eq!(body["name"], "billing");
+        assert!(body.get("sensitive").is_none(), "{body}");
     }
 
     #[test]
@@ -204,9 +233,9 @@ mod tests {
         let cache = EntryCache::default();
         let stale = entry("billing");
         let ticket = cache.ticket();
-        cache.forget(stale.id);
+        cache.forget(stale.stored.id);
         cache.put(ticket, stale.clone());
-        assert!(cache.get(stale.id).is_none());
+        assert!(cache.get(stale.stored.id).is_none());
     }
 
     #[test]
@@ -218,8 +247,8 @@ mod tests {
         let ticket = cache.ticket();
         cache.forget_all();
         cache.put(ticket, second.clone());
-        assert!(cache.get(first.id).is_none());
-        assert!(cache.get(second.id).is_none());
+        assert!(cache.get(first.stored.id).is_none());
+        assert!(cache.get(second.stored.id).is_none());
     }
 
     #[test]
@@ -231,30 +260,31 @@ mod tests {
             ..cache.ticket()
         };
         cache.put(ticket, slow.clone());
-        assert!(cache.get(slow.id).is_none());
+        assert!(cache.get(slow.stored.id).is_none());
     }
 
     #[test]
     fn large_entries_are_not_cached() {
         let cache = EntryCache::default();
-        let mut large = (*entry("large")).clone();
+        let mut large = stored("large");
         large.description = "x".repeat(MAX_ENTRY_BYTES);
-        let large = Arc::new(large);
+        let large = cached(large);
         cache.put(cache.ticket(), large.clone());
-        assert!(cache.get(large.id).is_none());
+        assert!(cache.get(large.stored.id).is_none());
     }
 
     #[test]
     fn byte_budget_is_kept() {
         let cache = EntryCache::default();
-        let mut template = (*entry("filler")).clone();
-        template.description = "x".repeat(MAX_ENTRY_BYTES / 2);
-        for _ in 0..(2 * MAX_BYTES / MAX_ENTRY_BYTES + 8) {
+        let mut template = stored("filler");
+        template.description = "x".repeat(MAX_ENTRY_BYTES / 4);
+        for _ in 0..(8 * MAX_BYTES / MAX_ENTRY_BYTES) {
             let mut filler = template.clone();
             filler.id = Uuid::now_v7();
-            cache.put(cache.ticket(), Arc::new(filler));
+            cache.put(cache.ticket(), cached(filler));
         }
         let map = cache.map.read().unwrap();
+        assert!(!map.entries.is_empty());
         assert!(map.bytes <= MAX_BYTES, "{} bytes cached", map.bytes);
         assert_eq!(
             map.bytes,

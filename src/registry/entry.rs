@@ -174,6 +174,11 @@ fn describe_serde_error(error: &serde_json::Error) -> String {
     text.chars().take(200).collect()
 }
 
+/// Returns an entry revision as a strong HTTP entity tag.
+pub fn entity_tag(revision: i64) -> String {
+    format!("\"{revision}\"")
+}
+
 /// An entry as returned by the API.
 #[derive(Debug, Clone, Serialize)]
 pub struct EntryView {
@@ -239,7 +244,7 @@ impl EntryView {
 
     /// Returns the representation's revision as an HTTP entity tag.
     pub fn etag(&self) -> String {
-        format!("\"{}\"", self.revision)
+        entity_tag(self.revision)
     }
 }
 

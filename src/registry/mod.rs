@@ -9,10 +9,10 @@ mod merge_patch;
 mod service;
 mod validate;
 
-pub use entry::{EntryInput, EntryView, FieldError, SERVER_FIELDS};
+pub use entry::{entity_tag, EntryInput, EntryView, FieldError, SERVER_FIELDS};
 pub(crate) use import::parse_line as parse_import_line;
 pub use import::{ImportError, ImportReport, IMPORT_BATCH_SIZE};
 pub use merge_patch::merge_patch;
 pub(crate) use service::sensitive_context;
-pub use service::{ListPage, Registry, RegistryError, SearchPage};
+pub use service::{EntryBody, ListPage, Registry, RegistryError, SearchPage};
 pub use validate::{search_terms, validate_slug, STATUSES};

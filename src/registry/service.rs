@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::cache::EntryCache;
+use super::cache::{CachedEntry, EntryCache};
 use super::entry::{EntryInput, EntryView, FieldError};
 use super::merge_patch::merge_patch;
 use crate::auth::Principal;
@@ -48,6 +48,13 @@ impl From<StorageError> for RegistryError {
 
 pub type RegistryResult<T> = Result<T, RegistryError>;
 
+/// One entry rendered for one caller: the JSON body and the revision that
+/// its entity tag names.
+pub struct EntryBody {
+    pub json: bytes::Bytes,
+    pub revision: i64,
+}
+
 /// One page of a keyset-paginated list.
 pub struct ListPage {
     pub items: Vec<EntryView>,
@@ -75,6 +82,12 @@ pub(crate) fn sensitive_context(id: Uuid) -> Vec<u8> {
 }
 
 /// Returns whether `principal` may see the entry's `sensitive` field.
+fn unrenderable(error: serde_json::Error) -> RegistryError {
+    RegistryError::Storage(StorageError::Corrupt(format!(
+        "entry cannot be rendered as JSON: {error}"
+    )))
+}
+
 fn sees_sensitive(principal: &Principal, entry: &StoredEntry) -> bool {
     principal.user_id == entry.owner_id || principal.can("entries:manage")
 }
@@ -240,19 +253,35 @@ impl Registry {
         self.store.find_entry(id).await?.ok_or(RegistryError::NotFound)
     }
 
-    /// Reads one entry, from the entry cache when it was read within the
-    /// last second (see [`EntryCache`]). Writes always read the database.
+    /// Reads one entry as its JSON body, from the entry cache when it was
+    /// read within the last second (see [`EntryCache`]). Writes always read
+    /// the database.
     ///
     /// # Errors
     /// [`RegistryError::NotFound`].
-    pub async fn get_entry(&self, principal: &Principal, id: Uuid) -> RegistryResult<EntryView> {
-        if let Some(entry) = self.cache.get(id) {
-            return self.view(principal, &entry);
-        }
-        let ticket = self.cache.ticket();
-        let entry = Arc::new(self.load(id).await?);
-        self.cache.put(ticket, entry.clone());
-        self.view(principal, &entry)
+    pub async fn get_entry(&self, principal: &Principal, id: Uuid) -> RegistryResult<EntryBody> {
+        let cached = match self.cache.get(id) {
+            Some(cached) => cached,
+            None => {
+                let ticket = self.cache.ticket();
+                let cached = Arc::new(CachedEntry::render(self.load(id).await?).map_err(unrenderable)?);
+                self.cache.put(ticket, cached.clone());
+                cached
+            }
+        };
+
+        let stored = &cached.stored;
+        let json = if stored.sensitive.is_some() && sees_sensitive(principal, stored) {
+            serde_json::to_vec(&self.view(principal, stored)?)
+                .map_err(unrenderable)?
+                .into()
+        } else {
+            cached.public_body.clone()
+        };
+        Ok(EntryBody {
+            json,
+            revision: stored.revision,
+        })
     }
 
     fn check_may_change(principal: &Principal, entry: &StoredEntry, own_permission: &str) -> RegistryResult<()> {

@@ -318,20 +318,27 @@ async fn admin_can_change_any_entry() {
     );
 }
 
+/// Creates an owner and another `user`, and an entry of the owner's whose
+/// `sensitive` holds `secret`; returns both tokens and the entry's path.
+async fn entry_with_secret(app: &TestApp, prefix: &str, secret: &str) -> (String, String, String) {
+    let (_, owner_token) = app.create_user(&format!("{prefix}-owner"), &["user"]).await;
+    let (_, other_token) = app.create_user(&format!("{prefix}-other"), &["user"]).await;
+    let entry = app
+        .create_entry(
+            &owner_token,
+            &json!({"name": format!("{prefix}-entry"), "category": "ownership", "sensitive": {"deploy_token": secret}}),
+        )
+        .await;
+    let path = format!("/api/v1/registry/entries/{}", entry["id"].as_str().expect("entry id"));
+    (owner_token, other_token, path)
+}
+
 #[tokio::test]
 async fn sensitive_shown_to_owner_and_admin_only() {
     // Arrange
     let app = TestApp::spawn().await;
-    let (_, owner_token) = app.create_user("secret-owner", &["user"]).await;
-    let (_, other_token) = app.create_user("secret-other", &["user"]).await;
     let secret_value = "deploy-token-4f1d9c";
-    let entry = app
-        .create_entry(
-            &owner_token,
-            &json!({"name": "with-secret", "category": "ownership", "sensitive": {"deploy_token": secret_value}}),
-        )
-        .await;
-    let path = format!("/api/v1/registry/entries/{}", entry["id"].as_str().expect("entry id"));
+    let (owner_token, other_token, path) = entry_with_secret(&app, "secret", secret_value).await;
 
     // Act
     let as_owner: Value = app.get(&path, &owner_token).await.json().await.expect("entry body");
@@ -380,6 +387,33 @@ async fn sensitive_shown_to_owner_and_admin_only() {
     assert!(
         !export_as_other.contains(secret_value),
         "another user's export does not contain the secret"
+    );
+}
+
+#[tokio::test]
+async fn sensitive_shown_to_owner_after_another_user_read_it() {
+    // Arrange: another user's read puts the entry in the entry cache first.
+    let app = TestApp::spawn().await;
+    let secret_value = "deploy-token-7e2a41";
+    let (owner_token, other_token, path) = entry_with_secret(&app, "cache", secret_value).await;
+
+    // Act
+    let as_other = app.get(&path, &other_token).await.text().await.expect("entry text");
+    let as_owner: Value = app.get(&path, &owner_token).await.json().await.expect("entry body");
+    let again_as_other = app.get(&path, &other_token).await.text().await.expect("entry text");
+
+    // Assert
+    assert!(
+        !as_other.contains(secret_value),
+        "another user's first read: {as_other}"
+    );
+    assert_eq!(
+        as_owner["sensitive"]["deploy_token"], secret_value,
+        "the owner sees sensitive from a cached entry"
+    );
+    assert!(
+        !again_as_other.contains(secret_value),
+        "another user's read after the owner's: {again_as_other}"
     );
 }
 
