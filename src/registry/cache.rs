@@ -162,7 +162,7 @@ impl Map {
     }
 }
 
-/// Approximate heap size of a cached entry: the body holds about as many
+/// Approximate heap size of a cached entry: the body contains about as many
 /// bytes as the row's text, tags and metadata, which are kept as well.
 fn estimated_size(entry: &CachedEntry) -> usize {
     let sensitive = entry.stored.sensitive.as_ref().map_or(0, Vec::len);

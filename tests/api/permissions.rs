@@ -391,7 +391,7 @@ async fn sensitive_shown_to_owner_and_admin_only() {
 }
 
 #[tokio::test]
-async fn sensitive_shown_to_owner_after_another_user_read_it() {
+async fn owner_sees_sensitive_after_cached_read() {
     // Arrange: another user's read puts the entry in the entry cache first.
     let app = TestApp::spawn().await;
     let secret_value = "deploy-token-7e2a41";
