@@ -81,13 +81,13 @@ pub(crate) fn sensitive_context(id: Uuid) -> Vec<u8> {
     format!("entry:{id}:sensitive").into_bytes()
 }
 
-/// Returns whether `principal` may see the entry's `sensitive` field.
 fn unrenderable(error: serde_json::Error) -> RegistryError {
     RegistryError::Storage(StorageError::Corrupt(format!(
         "entry cannot be rendered as JSON: {error}"
     )))
 }
 
+/// Returns whether `principal` may see the entry's `sensitive` field.
 fn sees_sensitive(principal: &Principal, entry: &StoredEntry) -> bool {
     principal.user_id == entry.owner_id || principal.can("entries:manage")
 }
@@ -258,7 +258,8 @@ impl Registry {
     /// the database.
     ///
     /// # Errors
-    /// [`RegistryError::NotFound`].
+    /// [`RegistryError::NotFound`], [`RegistryError::Decrypt`] for a caller
+    /// who sees `sensitive`, or a storage error.
     pub async fn get_entry(&self, principal: &Principal, id: Uuid) -> RegistryResult<EntryBody> {
         let cached = match self.cache.get(id) {
             Some(cached) => cached,

@@ -391,15 +391,19 @@ async fn sensitive_shown_to_owner_and_admin_only() {
 }
 
 #[tokio::test]
-async fn owner_sees_sensitive_after_cached_read() {
+async fn owner_and_admin_see_sensitive_after_cached_read() {
     // Arrange: another user's read puts the entry in the entry cache first.
     let app = TestApp::spawn().await;
     let secret_value = "deploy-token-7e2a41";
     let (owner_token, other_token, path) = entry_with_secret(&app, "cache", secret_value).await;
 
     // Act
-    let as_other = app.get(&path, &other_token).await.text().await.expect("entry text");
+    let first = app.get(&path, &other_token).await;
+    let content_type = first.headers().get("content-type").cloned();
+    let etag = first.headers().get("etag").cloned();
+    let as_other = first.text().await.expect("entry text");
     let as_owner: Value = app.get(&path, &owner_token).await.json().await.expect("entry body");
+    let as_admin: Value = app.get(&path, &app.admin_token).await.json().await.expect("entry body");
     let again_as_other = app.get(&path, &other_token).await.text().await.expect("entry text");
 
     // Assert
@@ -408,8 +412,17 @@ async fn owner_sees_sensitive_after_cached_read() {
         "another user's first read: {as_other}"
     );
     assert_eq!(
+        content_type.as_ref().and_then(|value| value.to_str().ok()),
+        Some("application/json")
+    );
+    assert_eq!(etag.as_ref().and_then(|value| value.to_str().ok()), Some("\"1\""));
+    assert_eq!(
         as_owner["sensitive"]["deploy_token"], secret_value,
         "the owner sees sensitive from a cached entry"
+    );
+    assert_eq!(
+        as_admin["sensitive"]["deploy_token"], secret_value,
+        "an admin sees sensitive from a cached entry"
     );
     assert!(
         !again_as_other.contains(secret_value),
