@@ -5,7 +5,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::{Postgres, QueryBuilder, Row};
 
-use super::audit::{severity_rank, AuditQuery, AuditStore, StoredAuditEvent};
+use super::audit::{severity_rank, AuditQuery, AuditStore, StoredAuditEvent, EVENTS_PER_STATEMENT};
 use super::postgres::{classify_postgres, PostgresStore};
 use super::{StorageError, StorageResult};
 use crate::audit::{AuditEvent, ChainedEvent, Severity, Status};
@@ -20,7 +20,7 @@ impl AuditStore for PostgresStore {
             return Ok(());
         }
         let mut transaction = self.pool().begin().await.map_err(classify_postgres)?;
-        for chunk in events.chunks(500) {
+        for chunk in events.chunks(EVENTS_PER_STATEMENT) {
             let mut timestamps = Vec::with_capacity(chunk.len());
             for chained in chunk {
                 let parsed = DateTime::parse_from_rfc3339(&chained.event.timestamp)

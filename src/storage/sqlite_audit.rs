@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite};
 
-use super::audit::{severity_rank, AuditQuery, AuditStore, StoredAuditEvent};
+use super::audit::{severity_rank, AuditQuery, AuditStore, StoredAuditEvent, EVENTS_PER_STATEMENT};
 use super::classify;
 use super::sqlite::SqliteStore;
 use super::time_format::encode;
@@ -22,7 +22,7 @@ impl AuditStore for SqliteStore {
             return Ok(());
         }
         let mut transaction = self.pool().begin_with("BEGIN IMMEDIATE").await.map_err(classify)?;
-        for chunk in events.chunks(500) {
+        for chunk in events.chunks(EVENTS_PER_STATEMENT) {
             let mut insert = QueryBuilder::<Sqlite>::new(
                 "INSERT OR IGNORE INTO audit_events (event_id, timestamp, event_type, action, status, severity, \
                  severity_rank, user_id, api_key_id, client_ip, method, path, http_status, request_id, description, \
