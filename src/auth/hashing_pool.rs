@@ -3,11 +3,15 @@
 //!
 //! Argon2id is slow on purpose, so a burst of logins could otherwise take
 //! every core from the requests that are already authenticated. The pool
-//! has at most half the machine's cores (one on a two-core machine). On
-//! Linux its threads also run at a lower scheduling priority (nice 10).
-//! Under full CPU load the scheduler then gives most of the time to request
-//! handling, and hashing proceeds with what is left. When the machine is
-//! idle the priority makes no difference.
+//! has at most half the machine's cores (one on a two-core machine).
+//!
+//! On Linux its threads run in the idle scheduling class (`SCHED_IDLE`): a
+//! hashing thread runs on a core that no other thread wants at the moment
+//! and gives way as soon as one wakes up. A higher nice value was not
+//! enough. Request handling leaves short idle gaps on every core, hashing
+//! filled them, and requests that woke up meanwhile waited for its time
+//! slice to end. Logins still progress under full load, only more slowly.
+//! Where the idle class is refused, the threads run at nice 10 instead.
 
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -17,11 +21,10 @@ use tokio::sync::{mpsc, oneshot};
 /// room, so memory stays bounded under a login flood.
 const QUEUE_CAPACITY: usize = 1024;
 
-/// The nice value of the hashing threads (0 is the default, 19 the lowest
-/// priority). At 10 a hashing thread receives about a tenth of a core that
-/// a normal-priority thread also wants.
+/// The nice value of the hashing threads where the idle class is refused
+/// (0 is the default, 19 the lowest priority).
 #[cfg(target_os = "linux")]
-const HASHING_NICE: libc::c_int = 10;
+const FALLBACK_NICE: libc::c_int = 10;
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -85,13 +88,20 @@ fn start_threads() -> mpsc::Sender<Job> {
     sender
 }
 
-/// Raises the calling thread's nice value. On Linux `setpriority` with
-/// `PRIO_PROCESS` and 0 applies to the calling thread only.
+/// Moves the calling thread into the idle scheduling class, or raises its
+/// nice value where that is refused. On Linux both calls with 0 apply to
+/// the calling thread only.
 fn lower_priority() {
     #[cfg(target_os = "linux")]
     {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: param is a valid sched_param that outlives the call.
+        if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } == 0 {
+            return;
+        }
+
         // SAFETY: setpriority takes plain integers and touches no memory of ours.
-        let result = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, HASHING_NICE) };
+        let result = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, FALLBACK_NICE) };
         if result != 0 {
             tracing::debug!("could not lower the priority of a password hashing thread");
         }
@@ -111,11 +121,9 @@ mod tests {
 
     #[cfg(target_os = "linux")]
     #[tokio::test]
-    async fn hashing_threads_run_at_lower_priority() {
-        // getpriority with 0 reads the calling thread's nice value on Linux.
-        let nice = run(|| unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) })
-            .await
-            .unwrap();
-        assert_eq!(nice, HASHING_NICE);
+    async fn hashing_threads_use_idle_class() {
+        // sched_getscheduler with 0 reads the calling thread's policy on Linux.
+        let policy = run(|| unsafe { libc::sched_getscheduler(0) }).await.unwrap();
+        assert_eq!(policy, libc::SCHED_IDLE);
     }
 }
