@@ -36,12 +36,17 @@ fn entry_id(raw: &str) -> ApiResult<Uuid> {
 }
 
 fn with_etag(status: StatusCode, view: EntryView) -> Response {
-    let etag = view.etag();
+    let revision = view.revision;
     let mut response = (status, Json(view)).into_response();
-    if let Ok(value) = HeaderValue::from_str(&etag) {
+    insert_etag(&mut response, revision);
+    response
+}
+
+/// Sets the `ETag` header to the entry revision's entity tag.
+fn insert_etag(response: &mut Response, revision: i64) {
+    if let Ok(value) = HeaderValue::try_from(entity_tag(revision)) {
         response.headers_mut().insert(header::ETAG, value);
     }
-    response
 }
 
 fn if_match(headers: &HeaderMap) -> ApiResult<Option<&str>> {
@@ -147,16 +152,14 @@ async fn get_entry(
 ) -> ApiResult<Response> {
     let principal = caller.require("read")?;
     let body = state.registry.get_entry(&principal, entry_id(&id)?).await?;
-    // The body comes rendered from the entry cache; only the headers are
+    // The body comes rendered from the entry cache. Only the headers are
     // built per request.
     let mut response = (
         [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
         body.json,
     )
         .into_response();
-    if let Ok(value) = HeaderValue::try_from(entity_tag(body.revision)) {
-        response.headers_mut().insert(header::ETAG, value);
-    }
+    insert_etag(&mut response, body.revision);
     Ok(response)
 }
 

@@ -41,7 +41,8 @@ impl CachedEntry {
     /// Renders the body once, so that cached reads skip the serialisation.
     ///
     /// # Errors
-    /// When the entry cannot be serialised, which a valid entry never is.
+    /// When the entry cannot be serialised. Its strings and JSON values
+    /// always can be, so this is not expected.
     pub fn render(stored: StoredEntry) -> serde_json::Result<Self> {
         let public_body = serde_json::to_vec(&EntryView::new(&stored, None))?.into();
         Ok(CachedEntry { stored, public_body })

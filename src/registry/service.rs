@@ -273,9 +273,8 @@ impl Registry {
 
         let stored = &cached.stored;
         let json = if stored.sensitive.is_some() && sees_sensitive(principal, stored) {
-            serde_json::to_vec(&self.view(principal, stored)?)
-                .map_err(unrenderable)?
-                .into()
+            let view = EntryView::new(stored, self.decrypt_sensitive(stored)?);
+            serde_json::to_vec(&view).map_err(unrenderable)?.into()
         } else {
             cached.public_body.clone()
         };

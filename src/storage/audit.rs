@@ -10,7 +10,7 @@ use crate::audit::{ChainedEvent, Severity, Status};
 /// Audit events per INSERT statement. A statement's values are bound on an
 /// async worker without a pause, and the requests waiting on that worker
 /// wait as long. With 500 rows, the p99 of reads at half load on PostgreSQL
-/// was about 5 ms; with 100 it was about 3.3 ms (docs/benchmarks.md).
+/// was 4.7 to 5.8 ms. With 100 it was 3.1 to 3.5 ms (docs/benchmarks.md).
 pub const EVENTS_PER_STATEMENT: usize = 100;
 
 /// Filters of `GET /api/v1/admin/audit` and `audit query`; newest first.

@@ -386,8 +386,8 @@ async fn import_one(
 /// The candidates are scored from the rows the match already read, and only
 /// the requested page is read again for its full columns: reading all
 /// candidates twice cost a fifth of the query on a million entries. Each
-/// term's rank is a column of the candidate subquery, computed once per row;
-/// a correlated subquery over the terms cost more than the match itself.
+/// term's rank is a column of the candidate subquery, computed once per row.
+/// A correlated subquery over the terms cost more than the match itself.
 ///
 /// NOTE: unlike SQLite's `remove_diacritics 2` tokenizer, the 'simple'
 /// configuration keeps accents, so "cafe" does not find "café" here.
@@ -708,11 +708,11 @@ impl Store for PostgresStore {
         if terms.is_empty() {
             return Ok(Vec::new());
         }
-        // Planned afresh for each search, with the terms' values: a word in
-        // most of the catalog is read fastest by a sequential scan that stops
-        // at the candidate limit, a rare one through the GIN index. A cached
-        // generic plan would use the index for both, and building the match
-        // bitmap of a common word cost more than the rest of the search.
+        // Planned for each search with the terms' values, because a common
+        // word is read fastest by a sequential scan that stops at the
+        // candidate limit and a rare one through the GIN index. A cached
+        // generic plan used the index for both, and the bitmap of every
+        // match of a common word cost more than the rest of the search.
         let rows = search_query(terms, filter, offset, limit)
             .build()
             .persistent(false)
