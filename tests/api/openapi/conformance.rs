@@ -10,7 +10,7 @@ use reqwest::{Method, Response};
 use serde_json::{json, Value};
 
 use super::{operation, operations, served_document};
-use crate::helpers::{TestApp, USER_PASSWORD};
+use crate::helpers::{poll_until, TestApp, USER_PASSWORD};
 
 /// A request body for [`Conformance::call`].
 enum Body {
@@ -975,8 +975,15 @@ async fn audit_and_incidents(check: &mut Conformance<'_>) {
     use Method as M;
     let token = check.app.admin_token.clone();
     let audit = "/api/v1/admin/audit";
-    // The database copy of the trail is written in the background.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // The database copy of the trail is written in the background, at
+    // least every half second, so wait for its first events.
+    let app = check.app;
+    poll_until(std::time::Duration::from_secs(10), || async {
+        let page: Value = app.get(&format!("{audit}?limit=5"), &token).await.json().await.ok()?;
+        let arrived = !page["items"].as_array()?.is_empty();
+        arrived.then_some(())
+    })
+    .await;
     let page = check
         .call(
             Call::new(M::GET, audit).path(format!("{audit}?limit=5")).token(&token),
